@@ -1,0 +1,3 @@
+from diffmf.cli.main import main
+
+raise SystemExit(main())
