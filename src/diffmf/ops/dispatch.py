@@ -1,0 +1,71 @@
+"""Scan backend selection: ``auto | torch | ref | triton``.
+
+Order of precedence: the ``backend=`` argument of a call, then :func:`set_backend`, then the
+environment variable ``DIFFMF_SCAN_BACKEND``, then ``auto``. ``auto`` resolves to ``triton``
+for CUDA tensors when Triton is importable, and to ``torch`` otherwise. Asking for ``triton``
+where it cannot run raises an error that says what to do; it never falls back silently.
+"""
+from __future__ import annotations
+
+import importlib.util
+import os
+from typing import List, Optional
+
+import torch
+
+BACKENDS = ("auto", "torch", "ref", "triton")
+ENV_VAR = "DIFFMF_SCAN_BACKEND"
+_backend: Optional[str] = None
+
+
+def set_backend(name: Optional[str]) -> None:
+    """Set the process-wide scan backend (``None`` restores env/auto)."""
+    global _backend
+    if name is not None and name not in BACKENDS:
+        raise ValueError(f"unknown scan backend {name!r}; choose one of {BACKENDS}")
+    _backend = name
+
+
+def get_backend() -> str:
+    """The configured backend name (may be ``auto``)."""
+    name = _backend or os.environ.get(ENV_VAR, "auto") or "auto"
+    if name not in BACKENDS:
+        raise ValueError(f"{ENV_VAR}={name!r} is not one of {BACKENDS}")
+    return name
+
+
+def triton_interpreting() -> bool:
+    return os.environ.get("TRITON_INTERPRET", "0") == "1"
+
+
+def triton_status(device: torch.device) -> Optional[str]:
+    """None when the Triton backend can run on ``device``, else the reason it cannot."""
+    if importlib.util.find_spec("triton") is None:
+        return (
+            "Triton is not installed. CUDA builds of PyTorch ship it; otherwise run "
+            "`pip install triton` (Linux x86_64)."
+        )
+    if device.type != "cuda" and not triton_interpreting():
+        return f"the Triton kernels need CUDA tensors (got {device.type}); set TRITON_INTERPRET=1 to run them on the CPU interpreter (tests only)"
+    return None
+
+
+def resolve_backend(device: torch.device, requested: Optional[str] = None) -> str:
+    """Concrete backend (``torch``, ``ref`` or ``triton``) for tensors on ``device``."""
+    name = requested or get_backend()
+    if name not in BACKENDS:
+        raise ValueError(f"unknown scan backend {name!r}; choose one of {BACKENDS}")
+    if name == "auto":
+        return "triton" if device.type == "cuda" and triton_status(device) is None else "torch"
+    if name == "triton":
+        reason = triton_status(device)
+        if reason is not None:
+            raise RuntimeError(f"scan backend 'triton' unavailable: {reason}")
+    return name
+
+
+def available_backends(device: torch.device) -> List[str]:
+    names = ["torch", "ref"]
+    if triton_status(device) is None:
+        names.append("triton")
+    return names
