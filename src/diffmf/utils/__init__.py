@@ -1,0 +1,1 @@
+"""Small shared utilities (config I/O, atomic file writes)."""
