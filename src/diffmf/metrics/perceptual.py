@@ -33,8 +33,10 @@ def _csf_filter(x: np.ndarray, h_centered: np.ndarray) -> np.ndarray:
 
     Works on a stack ``(..., m, n)``.
     """
-    h = np.fft.ifftshift(h_centered)
-    return sfft.ifft2(sfft.fft2(x, axes=(-2, -1)) * h, axes=(-2, -1)).real
+    m, n = x.shape[-2:]
+    h = np.fft.ifftshift(h_centered)[:, : n // 2 + 1]
+    # H is even in frequency, so the product stays Hermitian and irfft2 gives the real part
+    return sfft.irfft2(sfft.rfft2(x, axes=(-2, -1)) * h, s=(m, n), axes=(-2, -1))
 
 
 # ------------------------------------------------------------------------------------ Qcb

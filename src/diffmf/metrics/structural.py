@@ -7,6 +7,7 @@ to 1.6, so always say which one a number follows.
 """
 from __future__ import annotations
 
+import functools
 import logging
 import math
 from typing import Literal
@@ -14,7 +15,7 @@ from typing import Literal
 import numpy as np
 from scipy import ndimage
 
-from diffmf.metrics._common import ImageLike, filter2_same, filter2_valid, fspecial_gaussian_1d, prepare_triplet
+from diffmf.metrics._common import ImageLike, ImageTooSmallError, filter2_same, filter2_valid, fspecial_gaussian_1d, prepare_triplet
 
 logger = logging.getLogger(__name__)
 
@@ -32,24 +33,6 @@ _EPS = float(np.finfo(np.float64).eps)
 # ------------------------------------------------------------------------------------ SSIM
 
 
-def _ssim_skimage_default(x: np.ndarray, y: np.ndarray, data_range: float = 2.0) -> float:
-    """skimage ``structural_similarity(x, y, data_range=...)`` with its defaults: 7x7 uniform
-    window, sample covariance (x 49/48), K = (0.01, 0.03), mean over the map cropped by 3 px."""
-    win = 7
-    stack = np.stack([x, y, x * x, y * y, x * y])
-    u = ndimage.uniform_filter(stack, size=(1, win, win), mode="reflect")
-    ux, uy, uxx, uyy, uxy = u
-    cov_norm = win * win / (win * win - 1.0)
-    vx = cov_norm * (uxx - ux * ux)
-    vy = cov_norm * (uyy - uy * uy)
-    vxy = cov_norm * (uxy - ux * uy)
-    c1 = (0.01 * data_range) ** 2
-    c2 = (0.03 * data_range) ** 2
-    s = ((2 * ux * uy + c1) * (2 * vxy + c2)) / ((ux * ux + uy * uy + c1) * (vx + vy + c2))
-    pad = (win - 1) // 2
-    return float(np.mean(s[pad:-pad, pad:-pad]))
-
-
 def _ssim_gaussian(x: np.ndarray, y: np.ndarray, dynamic_range: float, valid: bool) -> float:
     """Gaussian-window SSIM (11x11, sigma 1.5); ``valid`` map (VIFB, Wang) or 'same' map with
     replicate padding (MATLAB's built-in ``ssim``)."""
@@ -65,9 +48,30 @@ def _ssim_gaussian(x: np.ndarray, y: np.ndarray, dynamic_range: float, valid: bo
     return float(np.mean(s))
 
 
+def _ssim_skimage_pair(f: np.ndarray, a: np.ndarray, b: np.ndarray, data_range: float = 2.0) -> float:
+    """``_ssim_skimage_default(f, a) + _ssim_skimage_default(f, b)``, filtering F's moments once."""
+    win = 7
+    u = ndimage.uniform_filter(np.stack([f, a, b, f * f, a * a, b * b, f * a, f * b]), size=(1, win, win), mode="reflect")
+    uf, ua, ub, uff, uaa, ubb, ufa, ufb = u
+    cov_norm = win * win / (win * win - 1.0)
+    c1 = (0.01 * data_range) ** 2
+    c2 = (0.03 * data_range) ** 2
+    vf = cov_norm * (uff - uf * uf)
+    pad = (win - 1) // 2
+    total = 0.0
+    for ux, uxx, uxy in ((ua, uaa, ufa), (ub, ubb, ufb)):
+        vx = cov_norm * (uxx - ux * ux)
+        vxy = cov_norm * (uxy - uf * ux)
+        s = ((2 * uf * ux + c1) * (2 * vxy + c2)) / ((uf * uf + ux * ux + c1) * (vf + vx + c2))
+        total += float(np.mean(s[pad:-pad, pad:-pad]))
+    return total
+
+
 def _ssim(a: np.ndarray, b: np.ndarray, f: np.ndarray, convention: SSIMConvention = "cdd") -> float:
     if convention == "cdd":
-        return _ssim_skimage_default(f, a) + _ssim_skimage_default(f, b)
+        if min(f.shape) < 7:
+            raise ImageTooSmallError(f"image {f.shape} smaller than the 7x7 SSIM window")
+        return _ssim_skimage_pair(f, a, b)
     if convention == "vifb":
         return _ssim_gaussian(b, f, 255.0, valid=True) + _ssim_gaussian(a, f, 255.0, valid=True)
     if convention == "tang":
@@ -104,26 +108,44 @@ def _avg_pool_torch_like(x: np.ndarray) -> np.ndarray:
     return 0.25 * (x[0::2, 0::2] + x[1::2, 0::2] + x[0::2, 1::2] + x[1::2, 1::2])
 
 
-def _ms_ssim_wang_pair(x: np.ndarray, y: np.ndarray) -> float:
+@functools.lru_cache(maxsize=1)
+def _pytorch_msssim_window() -> np.ndarray:
+    """pytorch_msssim's ``_fspecial_gauss_1d(11, 1.5)``: built in float32 by torch, then used at
+    the input's precision. Using it (not the float64 Gaussian, 1e-8 apart) makes the values
+    agree with pytorch_msssim to ~1e-15 instead of ~1e-6."""
+    import torch
+
+    coords = torch.arange(11, dtype=torch.float)
+    coords -= 11 // 2
+    g = torch.exp(-(coords**2) / (2 * 1.5**2))
+    g /= g.sum()
+    return g.double().numpy()
+
+
+def _ms_ssim_wang(f: np.ndarray, a: np.ndarray, b: np.ndarray) -> float:
+    """``ms_ssim(a, f) + ms_ssim(b, f)`` as pytorch_msssim computes them (F's moments shared)."""
+    win = _pytorch_msssim_window()
     c1 = (0.01 * 255.0) ** 2
     c2 = (0.03 * 255.0) ** 2
     levels = len(_MSSSIM_WEIGHTS)
-    vals = []
+    vals = np.zeros((2, levels))
+    imgs = np.stack([f, a, b])
     for level in range(levels):
-        f = filter2_valid(np.stack([x, y, x * x, y * y, x * y]), _G11)
-        mx, my, mxx, myy, mxy = f
-        sx = mxx - mx * mx
-        sy = myy - my * my
-        sxy = mxy - mx * my
-        cs_map = (2 * sxy + c2) / (sx + sy + c2)
+        ff, aa, bb = imgs
+        mf, ma, mb, mff, maa, mbb, mfa, mfb = filter2_valid(np.stack([ff, aa, bb, ff * ff, aa * aa, bb * bb, ff * aa, ff * bb]), win)
+        sf = mff - mf * mf
+        for i, (mx, mxx, mxf) in enumerate(((ma, maa, mfa), (mb, mbb, mfb))):
+            sx = mxx - mx * mx
+            sxf = mxf - mx * mf
+            cs_map = (2 * sxf + c2) / (sx + sf + c2)
+            if level < levels - 1:
+                vals[i, level] = max(float(np.mean(cs_map)), 0.0)  # relu(cs)
+            else:
+                ssim_map = ((2 * mx * mf + c1) / (mx * mx + mf * mf + c1)) * cs_map
+                vals[i, level] = max(float(np.mean(ssim_map)), 0.0)
         if level < levels - 1:
-            vals.append(max(float(np.mean(cs_map)), 0.0))
-            x = _avg_pool_torch_like(x)
-            y = _avg_pool_torch_like(y)
-        else:
-            ssim_map = ((2 * mx * my + c1) / (mx * mx + my * my + c1)) * cs_map
-            vals.append(max(float(np.mean(ssim_map)), 0.0))
-    return float(np.prod(np.asarray(vals) ** _MSSSIM_WEIGHTS))
+            imgs = np.stack([_avg_pool_torch_like(x) for x in imgs])
+    return float(np.sum(np.prod(vals**_MSSSIM_WEIGHTS, axis=1)))
 
 
 # ------------------------------------------------------------------------------- MEF-MS-SSIM
@@ -230,7 +252,7 @@ def _ms_ssim(a: np.ndarray, b: np.ndarray, f: np.ndarray, convention: MSSSIMConv
         if min(f.shape) <= 160:
             logger.warning("MS-SSIM (5 levels) needs the smaller side > 160 px; got %s: NaN", f.shape)
             return math.nan
-        return _ms_ssim_wang_pair(a, f) + _ms_ssim_wang_pair(b, f)
+        return _ms_ssim_wang(f, a, b)
     if convention == "mef":
         return _mef_ms_ssim(np.stack([a, b]), f)
     raise ValueError(f"unknown MS-SSIM convention {convention!r}")

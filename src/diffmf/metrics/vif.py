@@ -15,6 +15,8 @@ from typing import Dict, List, MutableMapping, Optional
 
 import numpy as np
 
+from scipy import ndimage
+
 from diffmf.metrics._common import ImageLike, filter2_valid, fspecial_gaussian_1d, prepare_triplet
 
 __all__ = ["vif", "viff", "vifp", "vif_statistics", "VIFScale"]
@@ -42,8 +44,9 @@ def vif_statistics(sources: List[np.ndarray], f: np.ndarray) -> List[VIFScale]:
         sources: reference images, float64 ``(H, W)`` on 0-255.
         f: the distorted (fused) image, same size.
     Returns:
-        One :class:`VIFScale` per scale. Raises ``ValueError`` when the image is too small for
-        the 4 scales (needs about 41x41 pixels).
+        One :class:`VIFScale` per scale. As in MATLAB, a scale whose image is smaller than its
+        window gets empty maps (all four scales need at least 41x41 pixels; below 17x17 nothing
+        is left and VIF is NaN).
     """
     n_src = len(sources)
     imgs = np.stack(list(sources) + [f])  # (S+1, H, W)
@@ -51,8 +54,17 @@ def vif_statistics(sources: List[np.ndarray], f: np.ndarray) -> List[VIFScale]:
     for scale in range(1, 5):
         n = 2 ** (4 - scale + 1) + 1
         k = fspecial_gaussian_1d(n, n / 5.0)
-        if scale > 1:
-            imgs = np.ascontiguousarray(filter2_valid(imgs, k)[:, ::2, ::2])
+        h = n // 2
+        if scale > 1 and min(imgs.shape[-2:]) >= n:
+            # filter2(win, x, 'valid') then x(1:2:end, 1:2:end), decimating between the passes
+            rows = ndimage.correlate1d(imgs, k, axis=-2, mode="constant")[:, h : imgs.shape[-2] - h : 2, :]
+            imgs = ndimage.correlate1d(rows, k, axis=-1, mode="constant")[:, :, h : imgs.shape[-1] - h : 2]
+        if min(imgs.shape[-2:]) < n:
+            # MATLAB's filter2 'valid' gives empty maps: this scale and the coarser ones add nothing
+            imgs = np.zeros((n_src + 1, 0, 0))
+            empty = np.zeros((0, 0))
+            out.append(VIFScale([empty] * n_src, empty, [empty] * n_src))
+            continue
         d = imgs[-1]
         prods = np.concatenate([imgs, imgs * imgs, imgs[:-1] * d])  # mu terms, squares, cross terms
         filt = filter2_valid(prods, k)
@@ -124,7 +136,8 @@ def _viff(a: np.ndarray, b: np.ndarray, f: np.ndarray, cache: Optional[Dict] = N
         use_a = g_a < g_b  # ties go to source B, as in VIFF_Public.m
         vid = np.where(use_a, vid_a, vid_b)
         vind = np.where(use_a, vind_a, vind_b)
-        f_s = float(np.sum(vid + _VIFF_C)) / float(np.sum(vind + _VIFF_C))
+        den = float(np.sum(vind + _VIFF_C))
+        f_s = float(np.sum(vid + _VIFF_C)) / den if den > 0 else math.nan
         total += p * f_s
     return total
 
