@@ -140,7 +140,7 @@ _SPECS: List[MetricSpec] = [
     _spec("Qcv", "Chen-Varshney perceptual error", "lower", "[0, inf)", "gray levels squared",
           "sum(lambda_A D_A + lambda_B D_B) / sum(lambda_A + lambda_B) over 16x16 regions",
           perceptual.qcv, perceptual._qcv),
-    _spec("CE", "cross entropy", "lower", "(-inf, inf), usually [0, 8]", "bits", "(KL(p_vi||p_F) + KL(p_ir||p_F)) / 2 over common bins",
+    _spec("CE", "cross entropy", "lower", "[-0.531, log2(MN)], usually [0, 3]", "bits", "(KL(p_vi||p_F) + KL(p_ir||p_F)) / 2 over common bins",
           information.ce, information._ce),
     _spec("EI", "edge intensity", "higher", "[0, ~1443]", "gray levels", "mean sqrt(Sx^2 + Sy^2), Sobel with replicate padding",
           basic.ei, basic._ei, needs_sources=False),

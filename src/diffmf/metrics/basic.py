@@ -179,8 +179,8 @@ def cc(ir: ImageLike, vi: ImageLike, fused: ImageLike) -> float:
 def mse(ir: ImageLike, vi: ImageLike, fused: ImageLike, *, scale: float = 255.0) -> float:
     """MSE, ``(mean((ir-F)^2) + mean((vi-F)^2)) / 2``.
 
-    ``scale=255`` (CDDFuse; default): on 0-255 data, range [0, 65025] gray levels squared.
-    ``scale=1`` (Tang): on [0, 1] data (the 0-255 value / 255^2). Lower is better.
+    ``scale=255`` (CDDFuse; default): on 0-255 data, Range [0, 65025] gray levels squared.
+    ``scale=1`` (Tang): on [0, 1] data (the 0-255 value / 255^2), Range [0, 1]. Lower is better.
     """
     return _mse(*prepare_triplet(ir, vi, fused), scale=scale)
 
@@ -190,16 +190,18 @@ def rmse(
 ) -> float:
     """RMSE. Lower is better.
 
-    ``convention="root_mse"`` (default): ``sqrt(MSE)`` with :func:`mse`'s ``scale`` (range
-    [0, 255] gray levels at scale 255). ``convention="vifb"`` (VIFB ``metricsRmse``):
+    ``convention="root_mse"`` (default; CDDFuse and Tang have no RMSE): ``sqrt(MSE)`` with
+    :func:`mse`'s ``scale`` (Range [0, 255] gray levels at scale 255). ``convention="vifb"`` (VIFB ``metricsRmse``):
     ``(sqrt(sum (vi-F)^2) + sqrt(sum (ir-F)^2)) / (2 MN)``, which is not a root mean square
-    (range [0, 255/sqrt(MN)]).
+    (Range [0, 255/sqrt(MN)]).
     """
     return _rmse(*prepare_triplet(ir, vi, fused), convention=convention, scale=scale)
 
 
 def psnr(ir: ImageLike, vi: ImageLike, fused: ImageLike, *, convention: PSNRConvention = "cdd") -> float:
-    """PSNR in dB; higher is better. Three incompatible conventions (METRICS.md 3.13):
+    """PSNR in dB; higher is better. Range unbounded in principle (on TNO: ~12-17 dB for
+    ``cdd``, ~60-68 dB for ``tang``, ~50-61 dB for ``vifb``). Three incompatible conventions
+    (METRICS.md 3.13), one per reference:
 
     * ``"cdd"`` (default, CDDFuse): ``10 log10(max(F)^2 / MSE)`` with the 0-255 MSE; ~12-17 dB on TNO.
     * ``"tang"``: ``20 log10(255 / sqrt(MSE01))`` with the [0, 1] MSE; textbook value + 48.13 dB.

@@ -112,7 +112,7 @@ def ce(ir: ImageLike, vi: ImageLike, fused: ImageLike) -> float:
     """CE, cross entropy ``(KL(p_vi || p_F) + KL(p_ir || p_F)) / 2`` in bits, 256-bin histograms.
 
     Only bins where both histograms are non-zero are summed (VIFB ``metricsCross_entropy``), so
-    the value is finite but can be negative. Lower is better; 0 when F has the histogram of both
-    sources. Reference: VIFB.
+    the value is finite but can be slightly negative. Range [-0.531, log2(MN)] bits (usually
+    0-3); lower is better; 0 when F has the histogram of both sources. Reference: VIFB.
     """
     return _ce(*prepare_triplet(ir, vi, fused))
