@@ -323,3 +323,13 @@ def test_resolve_metrics_groups_and_aliases():
     assert set(resolve_metrics(["reference"], "cdd")) == {
         "EN", "SD", "SF", "MI", "VIF", "AG", "Qabf", "SCD", "CC", "SSIM", "PSNR", "MSE"}
     assert len(resolve_metrics(["reference"], "vifb")) == 14
+
+
+def test_wang_ms_ssim_window_is_pytorch_msssims_float32_gaussian():
+    torch = pytest.importorskip("torch")
+    from diffmf.metrics.structural import _PYTORCH_MSSSIM_WINDOW
+
+    coords = torch.arange(11, dtype=torch.float) - 5
+    g = torch.exp(-(coords**2) / (2 * 1.5**2))
+    g /= g.sum()
+    assert np.array_equal(g.double().numpy(), _PYTORCH_MSSSIM_WINDOW)

@@ -234,8 +234,10 @@ def evaluate(
         profile: ``"cdd"`` (default; CDDFuse, as the DIFF-MF paper), ``"tang"`` or ``"vifb"``.
         data_range: 255 for 0-255 data, 1.0 for [0, 1] floats.
     Returns:
-        ``{name: value}`` in the registry's order (EN SD SF MI VIF AG first). Values may be NaN
-        where a metric is undefined (documented per metric), never an exception.
+        ``{name: value}`` in the registry's order (EN SD SF MI VIF AG first). A metric that is
+        undefined for valid inputs (constant images, images smaller than its window) gives NaN
+        (documented per metric) rather than an exception; invalid inputs (size mismatch,
+        16-bit or out-of-range data, unknown names) raise ``ValueError``.
     """
     names = resolve_metrics(metrics, profile)
     a, b, f = prepare_triplet(ir, vi, fused, data_range=data_range)

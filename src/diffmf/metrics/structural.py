@@ -7,7 +7,6 @@ to 1.6, so always say which one a number follows.
 """
 from __future__ import annotations
 
-import functools
 import logging
 import math
 from typing import Literal
@@ -108,23 +107,19 @@ def _avg_pool_torch_like(x: np.ndarray) -> np.ndarray:
     return 0.25 * (x[0::2, 0::2] + x[1::2, 0::2] + x[0::2, 1::2] + x[1::2, 1::2])
 
 
-@functools.lru_cache(maxsize=1)
-def _pytorch_msssim_window() -> np.ndarray:
-    """pytorch_msssim's ``_fspecial_gauss_1d(11, 1.5)``: built in float32 by torch, then used at
-    the input's precision. Using it (not the float64 Gaussian, 1e-8 apart) makes the values
-    agree with pytorch_msssim to ~1e-15 instead of ~1e-6."""
-    import torch
-
-    coords = torch.arange(11, dtype=torch.float)
-    coords -= 11 // 2
-    g = torch.exp(-(coords**2) / (2 * 1.5**2))
-    g /= g.sum()
-    return g.double().numpy()
+#: pytorch_msssim's ``_fspecial_gauss_1d(11, 1.5)``: the Gaussian built by torch in float32 and
+#: then used at the input's precision (these are those float32 values, exactly). Using it instead
+#: of the float64 Gaussian (1e-8 apart) makes the values agree with pytorch_msssim to ~1e-15
+#: instead of ~1e-6. ``tests/test_metrics_properties.py`` re-derives it with torch.
+_PYTORCH_MSSSIM_WINDOW = np.array(
+    [0.0010283803567290306, 0.0075987582094967365, 0.036000773310661316, 0.10936068743467331, 0.21300552785396576]
+)
+_PYTORCH_MSSSIM_WINDOW = np.concatenate([_PYTORCH_MSSSIM_WINDOW, [0.26601171493530273], _PYTORCH_MSSSIM_WINDOW[::-1]])
 
 
 def _ms_ssim_wang(f: np.ndarray, a: np.ndarray, b: np.ndarray) -> float:
     """``ms_ssim(a, f) + ms_ssim(b, f)`` as pytorch_msssim computes them (F's moments shared)."""
-    win = _pytorch_msssim_window()
+    win = _PYTORCH_MSSSIM_WINDOW
     c1 = (0.01 * 255.0) ** 2
     c2 = (0.03 * 255.0) ** 2
     levels = len(_MSSSIM_WEIGHTS)
