@@ -10,9 +10,11 @@ from __future__ import annotations
 
 from typing import Optional
 
+import torch
 from torch import Tensor
 
 from diffmf.ops.cross_scan import cross_merge, cross_scan, cross_scan_routes
+from diffmf.ops import flops as _flops
 from diffmf.ops.dispatch import resolve_backend
 from diffmf.ops.scan_ref import selective_scan_ref
 from diffmf.ops.scan_torch import selective_scan_torch
@@ -83,6 +85,10 @@ def selective_scan_2d(
         raise ValueError(f"delta must be (B, K, D, H, W) = {(batch, k, d, h, w)}; got {tuple(delta.shape)}")
     if B.shape[:2] != (batch, k) or B.shape[3:] != (h, w) or C.shape != B.shape:
         raise ValueError(f"B and C must be (B, K, N, H, W) with K={k}, H={h}, W={w}; got {tuple(B.shape)}, {tuple(C.shape)}")
+    record = _flops.recording()
+    if record is not None:  # FLOP accounting (diffmf info): count, do not compute
+        record(_flops.scan_flops(batch, h * w, k * d, A.shape[1], D is not None))
+        return u.new_zeros(u.shape, dtype=torch.float32)
     name = resolve_backend(u.device, backend)
     if name == "triton":
         from diffmf.ops.triton import selective_scan_2d_triton
