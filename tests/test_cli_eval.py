@@ -13,7 +13,7 @@ from PIL import Image
 from scipy import ndimage
 
 from diffmf.cli.main import main
-from diffmf.metrics import METRICS, PAPER_METRICS, evaluate
+from diffmf.metrics import PAPER_METRICS, evaluate
 
 SIZE = (48, 60)
 STEMS = ["a01", "a02", "b03"]

@@ -16,7 +16,7 @@ import sys
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Dict, Iterator, List, Optional, Sequence, Tuple
+from typing import Dict, Iterator, List, Sequence, Tuple
 
 logger = logging.getLogger(__name__)
 
@@ -276,6 +276,8 @@ def run(args: argparse.Namespace) -> int:
     for stem in pairing.stems:
         fused_paths = [(m, pairing.files[m][stem]) for m in methods if stem in pairing.files[m]]
         tasks.append((stem, pairing.files["ir"][stem], pairing.files["vi"][stem], fused_paths, names, args.profile, args.on_16bit))
+    if args.on_16bit == "scale":
+        logger.warning("16-bit images will be mapped to 8 bit by round(x / 257)")
     progress = not args.no_progress and sys.stderr.isatty()
     per_method: Dict[str, Dict[str, Dict[str, float]]] = {m: {} for m in methods}
     n_errors = len(pairing.problems)
@@ -302,7 +304,8 @@ def run(args: argparse.Namespace) -> int:
             mean, n_nan = _nanmean([v[n] for v in vals.values()])
             means[m][n] = mean
             if n_nan:
-                nan_notes.append(f"{m}: {n} undefined (NaN) for {n_nan} image(s), left out of the mean")
+                nan_notes.append(f"{m}: {n} undefined (NaN) for {n_nan} image(s), left out of the mean "
+                                 "(see 'Undefined values' in docs/metrics.md)")
     if not means:
         logger.error("nothing could be evaluated")
         return 1

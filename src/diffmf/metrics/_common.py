@@ -162,7 +162,7 @@ def load_gray(path: Union[str, Path], *, on_16bit: ON_16BIT = "error") -> np.nda
     * RGB/RGBA (or 3 identical channels) goes through MATLAB ``rgb2gray`` (alpha dropped);
     * 16-bit images (``I;16``, ``I``): the metrics are defined on 0-255 uint8 data, so by default
       this raises ``ValueError``. With ``on_16bit="scale"`` the full 16-bit range is mapped to
-      8 bit by ``round(x / 257)`` (65535 -> 255) and a warning is logged.
+      8 bit by ``round(x / 257)`` (65535 -> 255).
 
     Returns:
         ``(H, W)`` uint8 array.
@@ -180,7 +180,7 @@ def load_gray(path: Union[str, Path], *, on_16bit: ON_16BIT = "error") -> np.nda
                     "data. Save the fused result as 8-bit, or evaluate with on_16bit='scale' "
                     "(CLI: --16bit scale), which maps 0-65535 to 0-255 by dividing by 257."
                 )
-            logger.warning("%s: 16-bit image scaled to 8 bit by round(x / 257)", p)
+            logger.debug("%s: 16-bit image scaled to 8 bit by round(x / 257)", p)
             a = arr.astype(np.float64)
             if a.min() < 0 or a.max() > 65535:
                 raise ValueError(f"{p}: values {a.min():g}..{a.max():g} outside the 16-bit range")

@@ -75,7 +75,7 @@ class MetricSpec:
     ) -> float:
         """Compute on prepared float64 0-255 gray arrays (see :func:`prepare_triplet`).
 
-        An image smaller than the metric's window gives NaN (with a warning), not an error.
+        An image smaller than the metric's window gives NaN (logged at debug level), not an error.
         """
         opts = dict(self.variant(profile).options)
         if self.uses_cache:
@@ -85,7 +85,7 @@ class MetricSpec:
                 return float(self.impl(a, b, f, **opts))
             return float(self.impl(f, **opts))
         except ImageTooSmallError as exc:
-            logger.warning("%s: %s; reporting NaN", self.name, exc)
+            logger.debug("%s: %s; reporting NaN", self.name, exc)
             return math.nan
 
     def __call__(

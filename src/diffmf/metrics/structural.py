@@ -231,7 +231,7 @@ def _downsample_symmetric(x: np.ndarray) -> np.ndarray:
 def _mef_ms_ssim(seq: np.ndarray, f: np.ndarray) -> float:
     levels = len(_MEF_WEIGHTS)
     if min(f.shape) / 2 ** (levels - 1) < 11:
-        logger.warning("MEF-MS-SSIM needs the smaller side >= %d px; got %s: NaN", 11 * 2 ** (levels - 1), f.shape)
+        logger.debug("MEF-MS-SSIM needs the smaller side >= %d px; got %s: NaN", 11 * 2 ** (levels - 1), f.shape)
         return math.nan
     q = []
     for level in range(levels):
@@ -245,7 +245,7 @@ def _mef_ms_ssim(seq: np.ndarray, f: np.ndarray) -> float:
 def _ms_ssim(a: np.ndarray, b: np.ndarray, f: np.ndarray, convention: MSSSIMConvention = "wang") -> float:
     if convention == "wang":
         if min(f.shape) <= 160:
-            logger.warning("MS-SSIM (5 levels) needs the smaller side > 160 px; got %s: NaN", f.shape)
+            logger.debug("MS-SSIM (5 levels) needs the smaller side > 160 px; got %s: NaN", f.shape)
             return math.nan
         return _ms_ssim_wang(f, a, b)
     if convention == "mef":
@@ -259,7 +259,7 @@ def ms_ssim(ir: ImageLike, vi: ImageLike, fused: ImageLike, *, convention: MSSSI
     * ``"wang"`` (default; the Python ``Metric.py`` lineage = pytorch_msssim): ``ms_ssim(ir, F) +
       ms_ssim(vi, F)``, 5 levels with weights [0.0448, 0.2856, 0.3001, 0.2363, 0.1333],
       Gaussian 11/1.5, data range 255, 2x2 average pooling. Range [0, 2]. Needs the smaller side
-      > 160 px; smaller images give NaN (with a warning).
+      > 160 px; smaller images give NaN.
     * ``"mef"`` (Tang's MATLAB ``analysis_ms_ssim``): the MEF-MS-SSIM of Ma, Zeng & Wang 2015 with
       both sources as the exposure stack, K = 0.03, 3 levels, one number in [0, 1]. Needs the
       smaller side >= 44 px, else NaN.
