@@ -88,9 +88,11 @@ def list_images(folder: Path) -> Tuple[Dict[str, Path], List[str]]:
 def method_names(folders: Sequence[Path]) -> List[str]:
     """A short unique label per fused folder: its name, or more of its path when names repeat."""
     names = [f.name or str(f) for f in folders]
-    if len(set(names)) == len(names):
-        return names
-    return [str(f) for f in folders]
+    if len(set(names)) != len(names):
+        names = [str(f) for f in folders]
+    if len(set(names)) != len(names):  # the same folder given twice
+        names = [f"{n}#{i + 1}" for i, n in enumerate(names)]
+    return names
 
 
 def pair_files(ir: Path, vi: Path, fused: Sequence[Path]) -> Pairing:

@@ -75,6 +75,8 @@ def _to_numpy(x: ImageLike) -> Tuple[np.ndarray, bool]:
     if mod.startswith("torch"):
         return x.detach().cpu().numpy(), True
     if mod.startswith("PIL"):
+        if x.mode not in ("L", "RGB", "I;16", "I;16B", "I;16L", "I", "F"):
+            x = x.convert("RGB")  # palette, RGBA, CMYK, ...: decode the colours first
         return np.asarray(x), False
     return np.asarray(x), False
 

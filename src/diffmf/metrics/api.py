@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import math
+import time
 from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any, Callable, Dict, Iterable, List, Literal, Mapping, Optional, Sequence, Tuple
@@ -199,8 +200,6 @@ def evaluate_arrays(
     timings: Optional[Dict[str, float]] = None,
 ) -> Dict[str, float]:
     """Compute canonical ``metrics`` on prepared arrays; optionally accumulate seconds per metric."""
-    import time
-
     cache: Dict[str, Any] = {}
     out: Dict[str, float] = {}
     for name in metrics:
