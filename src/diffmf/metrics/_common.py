@@ -73,7 +73,10 @@ def _to_numpy(x: ImageLike) -> Tuple[np.ndarray, bool]:
         return x, False
     mod = type(x).__module__
     if mod.startswith("torch"):
-        return x.detach().cpu().numpy(), True
+        t = x.detach().cpu()
+        if t.is_floating_point():
+            t = t.double()  # float16/bfloat16 have no numpy equivalent; float32 converts exactly
+        return t.numpy(), True
     if mod.startswith("PIL"):
         if x.mode not in ("L", "RGB", "I;16", "I;16B", "I;16L", "I", "F"):
             x = x.convert("RGB")  # palette, RGBA, CMYK, ...: decode the colours first
