@@ -1,0 +1,28 @@
+"""Shared test fixtures: the ../shared data folder (skips cleanly when absent)."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+import torch
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def shared_dir() -> Path:
+    return Path(os.environ.get("DIFFMF_SHARED", REPO.parent / "shared"))
+
+
+@pytest.fixture
+def shared_data() -> Path:
+    data = shared_dir() / "data"
+    if not data.is_dir():
+        pytest.skip(f"shared data folder {data} not found (set DIFFMF_SHARED to the folder holding data/)")
+    return data
+
+
+@pytest.fixture(autouse=True)
+def _seed_and_threads():
+    torch.manual_seed(0)
+    yield
