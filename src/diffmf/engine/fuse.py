@@ -1,0 +1,284 @@
+"""Inference: fuse infrared / visible pairs with a trained DIFF-MF.
+
+A pair travels one way: read -> colour split (visible RGB -> Y + CbCr; infrared -> gray)
+-> pad (reflect, to the network's multiple) -> network (whole image, or overlapping tiles)
+-> crop -> colour merge (fused Y + visible CbCr -> RGB; ``gray`` keeps Y) -> write (8-bit,
+atomic). Outputs always have the input's height and width.
+
+* :class:`Fuser` holds a network on a device and fuses luminance tensors, with tiling and an
+  automatic fall-back to tiles when the device runs out of memory.
+* :func:`fuse` is the Python API for arrays, PIL images, tensors and paths.
+* :func:`fuse_pairs` fuses a list of file pairs into a folder, continuing past failures.
+"""
+from __future__ import annotations
+
+import contextlib
+import functools
+import logging
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, List, Optional, Sequence, Tuple, Union
+
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from diffmf.data.color import merge_luma, split_luma, to_gray
+from diffmf.data.dataset import load_pair
+from diffmf.data.io import read_image, write_image
+from diffmf.data.pairs import Pair
+from diffmf.engine.tiling import tiled_apply
+
+logger = logging.getLogger(__name__)
+
+OOM_TILES = (1024, 512, 256, 128)
+
+
+def _is_oom(exc: BaseException) -> bool:
+    if isinstance(exc, getattr(torch.cuda, "OutOfMemoryError", ())):
+        return True
+    msg = str(exc).lower()
+    return isinstance(exc, (RuntimeError, MemoryError)) and ("out of memory" in msg or "can't allocate memory" in msg
+                                                            or isinstance(exc, MemoryError))
+
+
+def pick_device(spec: str = "auto") -> torch.device:
+    """``auto`` -> the first CUDA device if there is one, else the CPU."""
+    if spec == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if spec.startswith("cuda") and not torch.cuda.is_available():
+        raise RuntimeError(f"device {spec!r} requested but CUDA is not available")
+    return torch.device(spec)
+
+
+class Fuser:
+    """A network on a device that fuses ``(B, 1, H, W)`` luminance pairs in [0, 1].
+
+    Args:
+        model: DIFF-MF (``model(ir, vi) -> fused``), put in eval mode.
+        tile: fuse in ``tile x tile`` windows when an image side exceeds it (0: whole images).
+        tile_overlap: minimum overlap of neighbouring windows (blended with cosine ramps).
+        amp: autocast to bf16 (fp16 where bf16 is unsupported) on CUDA; ignored on the CPU.
+    """
+
+    def __init__(self, model: nn.Module, device: Union[str, torch.device] = "cpu", *, tile: int = 0,
+                 tile_overlap: int = 32, amp: bool = False) -> None:
+        self.device = torch.device(device)
+        self.model = model.to(self.device).eval()
+        self.tile, self.tile_overlap = int(tile), int(tile_overlap)
+        self.amp = bool(amp) and self.device.type == "cuda"
+        config = getattr(model, "config", None)
+        self.multiple = int(getattr(config, "pad_multiple", 1) or 1)
+
+    @classmethod
+    def from_weights(cls, weights: Optional[Union[str, Path]] = None, device: str = "auto", **kwargs: Any) -> "Fuser":
+        """Load a registered name or a file (see :func:`diffmf.weights.resolve`)."""
+        from diffmf.engine.checkpoint import load_weights
+        from diffmf.weights import resolve
+
+        path = resolve(weights)
+        return cls(load_weights(path), pick_device(device), **kwargs)
+
+    def _autocast(self):
+        if not self.amp:
+            return contextlib.nullcontext()
+        dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+        return torch.autocast("cuda", dtype=dtype)
+
+    def _run(self, ir: torch.Tensor, vi: torch.Tensor) -> torch.Tensor:
+        """pad -> network -> crop, for one window or a whole image."""
+        H, W = ir.shape[-2:]
+        m = self.multiple
+        ph, pw = (-H) % m, (-W) % m
+        if ph or pw:
+            mode = "reflect" if ph < H and pw < W else "replicate"
+            ir = F.pad(ir, (0, pw, 0, ph), mode=mode)
+            vi = F.pad(vi, (0, pw, 0, ph), mode=mode)
+        with self._autocast():
+            out = self.model(ir, vi)
+        return out[..., :H, :W].float().clamp_(0.0, 1.0)
+
+    @torch.no_grad()
+    def fuse_y(self, ir: torch.Tensor, vi: torch.Tensor) -> torch.Tensor:
+        """``(B, 1, H, W)`` infrared and visible Y in [0, 1] -> fused Y ``(B, 1, H, W)`` float32 (on the device)."""
+        if ir.shape != vi.shape or ir.dim() != 4 or ir.shape[1] != 1:
+            raise ValueError(f"expected two (B, 1, H, W) tensors of one shape, got {tuple(ir.shape)} and {tuple(vi.shape)}")
+        ir = ir.to(self.device, torch.float32)
+        vi = vi.to(self.device, torch.float32)
+        H, W = ir.shape[-2:]
+        if self.tile and max(H, W) > self.tile:
+            return tiled_apply(self._run, ir, vi, self.tile, min(self.tile_overlap, self.tile - 1))
+        try:
+            return self._run(ir, vi)
+        except Exception as exc:  # noqa: BLE001 - only out-of-memory is handled
+            if not _is_oom(exc):
+                raise
+        for tile in OOM_TILES:
+            if tile >= max(H, W):
+                continue
+            self._free()
+            logger.warning("out of memory on a %dx%d image; retrying in %d-pixel tiles", W, H, tile)
+            try:
+                return tiled_apply(self._run, ir, vi, tile, min(self.tile_overlap, tile // 4))
+            except Exception as exc:  # noqa: BLE001
+                if not _is_oom(exc):
+                    raise
+        raise MemoryError(f"out of memory fusing a {W}x{H} image even in {OOM_TILES[-1]}-pixel tiles")
+
+    def _free(self) -> None:
+        if self.device.type == "cuda":
+            torch.cuda.empty_cache()
+
+    def fuse_arrays(self, ir: np.ndarray, vi: np.ndarray, *, gray: bool = False) -> np.ndarray:
+        """``ir`` ``(H, W)``/``(H, W, 3)``, ``vi`` ``(H, W)``/``(H, W, 3)`` in [0, 1] -> fused in [0, 1]:
+        ``(H, W, 3)`` when ``vi`` is RGB (its chroma restored) unless ``gray``, else ``(H, W)``."""
+        ir_y = to_gray(ir)
+        vi_y, cbcr = split_luma(vi)
+        if ir_y.shape != vi_y.shape:
+            raise ValueError(f"size mismatch: infrared is {ir_y.shape[1]}x{ir_y.shape[0]}, "
+                             f"visible is {vi_y.shape[1]}x{vi_y.shape[0]}")
+        return self._merge(ir_y, vi_y, cbcr, gray)
+
+    def _merge(self, ir_y: np.ndarray, vi_y: np.ndarray, cbcr: Optional[np.ndarray], gray: bool) -> np.ndarray:
+        t = lambda a: torch.from_numpy(np.ascontiguousarray(a, dtype=np.float32))[None, None]  # noqa: E731
+        fused = self.fuse_y(t(ir_y), t(vi_y))[0, 0].cpu().numpy()
+        return merge_luma(fused, None if gray else cbcr)
+
+    def fuse_files(self, pair: Pair, out_path: Path, *, gray: bool = False, stretch16: bool = False) -> Path:
+        """Read a pair, fuse it and write ``out_path`` (8-bit; format from the suffix) atomically."""
+        ir_y, vi_y, cbcr = load_pair(pair, stretch16=stretch16)
+        write_image(out_path, self._merge(ir_y, vi_y, cbcr, gray))
+        return out_path
+
+
+# ----------------------------------------------------------------------------- folders
+@dataclass
+class FuseReport:
+    written: List[Path] = field(default_factory=list)
+    failed: List[Tuple[str, str]] = field(default_factory=list)  # (name, reason)
+
+    @property
+    def ok(self) -> bool:
+        return not self.failed
+
+
+def fuse_pairs(fuser: Fuser, jobs: Sequence[Tuple[Pair, Path]], *, gray: bool = False, stretch16: bool = False,
+               progress: Optional[bool] = None) -> FuseReport:
+    """Fuse ``(pair, output path)`` jobs in order; a failing pair is recorded and skipped."""
+    from tqdm import tqdm
+
+    from diffmf.data.io import ImageReadError
+    from diffmf.data.pairs import PairingError
+
+    report = FuseReport()
+    disable = not sys.stderr.isatty() if progress is None else not progress
+    for pair, out in tqdm(jobs, desc="fuse", unit="pair", disable=disable, dynamic_ncols=True):
+        try:
+            report.written.append(fuser.fuse_files(pair, out, gray=gray, stretch16=stretch16))
+        except (ImageReadError, PairingError, ValueError, MemoryError, OSError) as exc:
+            logger.error("%s: %s", pair.name, exc)
+            report.failed.append((pair.name, str(exc)))
+    return report
+
+
+# ----------------------------------------------------------------------------- Python API
+@functools.lru_cache(maxsize=2)
+def _cached_fuser(weights: Optional[str], device: str) -> Fuser:
+    return Fuser.from_weights(weights, device)
+
+
+def _as_float_image(x: Any, what: str) -> Tuple[np.ndarray, str, Any]:
+    """-> (float array (H, W) / (H, W, 3) in [0, 1], kind, extra) for numpy / PIL / tensor / path inputs."""
+    from PIL import Image
+
+    if isinstance(x, (str, Path)):
+        return read_image(x), "path", None
+    if isinstance(x, Image.Image):
+        img = x.convert("RGB") if x.mode not in ("L", "RGB", "I;16", "I", "F") else x
+        if img.mode in ("I;16", "I"):
+            return np.asarray(img, dtype=np.float32) / 65535.0, "pil", x.mode
+        arr = np.asarray(img, dtype=np.float32)
+        return (arr if img.mode == "F" else arr / 255.0), "pil", x.mode
+    if isinstance(x, torch.Tensor):
+        t = x.detach().float().cpu()
+        shape = tuple(t.shape)
+        if t.dim() == 4:
+            if t.shape[0] != 1:
+                raise ValueError(f"{what}: one image at a time, got a batch of {t.shape[0]}")
+            t = t[0]
+        if t.dim() == 3:
+            if t.shape[0] not in (1, 3):
+                raise ValueError(f"{what}: expected (C, H, W) with C = 1 or 3, got {shape}")
+            t = t[0] if t.shape[0] == 1 else t.permute(1, 2, 0)
+        return t.numpy(), "tensor", shape
+    if isinstance(x, np.ndarray):
+        arr = x
+        if arr.ndim == 3 and arr.shape[2] == 1:
+            arr = arr[..., 0]
+        if arr.ndim == 3 and arr.shape[2] == 4:
+            arr = arr[..., :3]
+        if arr.ndim not in (2, 3) or (arr.ndim == 3 and arr.shape[2] != 3):
+            raise ValueError(f"{what}: expected (H, W) or (H, W, 3), got {x.shape}")
+        if arr.dtype == np.uint8:
+            return arr.astype(np.float32) / 255.0, "numpy", arr.dtype
+        if arr.dtype == np.uint16:
+            return arr.astype(np.float32) / 65535.0, "numpy", arr.dtype
+        return arr.astype(np.float32), "numpy", arr.dtype
+    raise TypeError(f"{what}: unsupported type {type(x).__name__} (use a numpy array, PIL image, tensor or path)")
+
+
+def fuse(
+    ir: Any,
+    vi: Any,
+    *,
+    weights: Optional[Union[str, Path]] = None,
+    model: Optional[nn.Module] = None,
+    device: str = "auto",
+    tile: int = 0,
+    tile_overlap: int = 32,
+    gray: bool = False,
+    amp: bool = False,
+) -> Any:
+    """Fuse one infrared / visible pair.
+
+    Args:
+        ir, vi: numpy arrays ``(H, W)`` / ``(H, W, 3)`` (uint8, uint16 or float in [0, 1]), PIL
+            images, tensors ``(H, W)`` / ``(C, H, W)`` / ``(1, C, H, W)`` in [0, 1], or file paths.
+        weights: registered name or file (default :data:`diffmf.weights.DEFAULT`); ignored when
+            ``model`` is given.
+        gray: return the fused luminance only, even for an RGB visible image.
+    Returns:
+        The fused image, same height and width, RGB when ``vi`` is RGB (unless ``gray``), in the
+        visible input's type: PIL -> PIL (``L``/``RGB``); numpy -> numpy of the same dtype
+        (uint8/uint16 scaled, float in [0, 1]); tensor -> float tensor in [0, 1] with the
+        input's layout; path -> float32 numpy array in [0, 1].
+    """
+    ir_a, _, _ = _as_float_image(ir, "ir")
+    vi_a, kind, extra = _as_float_image(vi, "vi")
+    if model is not None:
+        fuser = Fuser(model, pick_device(device), tile=tile, tile_overlap=tile_overlap, amp=amp)
+    else:
+        base = _cached_fuser(None if weights is None else str(weights), str(pick_device(device)))
+        fuser = Fuser(base.model, base.device, tile=tile, tile_overlap=tile_overlap, amp=amp)
+    out = fuser.fuse_arrays(ir_a, vi_a, gray=gray)
+    if kind == "pil":
+        from PIL import Image
+
+        from diffmf.data.io import to_uint8
+
+        return Image.fromarray(to_uint8(out), mode="RGB" if out.ndim == 3 else "L")
+    if kind == "numpy":
+        if extra == np.uint8:
+            return np.clip(np.rint(out * 255.0), 0, 255).astype(np.uint8)
+        if extra == np.uint16:
+            return np.clip(np.rint(out * 65535.0), 0, 65535).astype(np.uint16)
+        return out.astype(extra if np.issubdtype(extra, np.floating) else np.float32)
+    if kind == "tensor":
+        t = torch.from_numpy(out)
+        t = t.permute(2, 0, 1) if t.dim() == 3 else t[None]  # (C, H, W)
+        if len(extra) == 2:
+            return t[0] if t.shape[0] == 1 else t
+        return t if len(extra) == 3 else t[None]
+    return out
