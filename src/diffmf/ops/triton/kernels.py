@@ -1,0 +1,614 @@
+"""Triton kernels of the segmented selective scan (forward and backward).
+
+Recurrence (per channel d and state n, one route):
+
+    delta_t = softplus(dt_t + bias)        a_t = exp(delta_t A)        b_t = delta_t u_t B_t
+    h_t = a_t h_{t-1} + b_t                y_t = C_t . h_t + D u_t
+
+Work decomposition
+------------------
+A route visits an ``OUTER x INNER`` grid line by line (rows of the image for the row-major
+routes, columns for the column-major ones; ``OUTER = 1`` for the 1-D op). Each line is cut
+into ``P`` pieces of ``S`` steps: a *segment* ``s = p * OUTER + o``. The memory position of
+step ``i`` of line ``o`` is ``o * so + i * si``, so every route reads u, delta, B, C straight
+from the 2-D map in its own order (no cross-scanned copies); reversed routes walk the same
+segments backwards. The scan runs in three launches:
+
+1. ``_fwd_local_kernel``: each segment from a zero state -> its end state ``hloc`` and its
+   summed step ``dsum`` (so the segment's decay is ``exp(A * dsum)``).
+2. ``_chain_kernel``: the exclusive linear scan over segments in route order -> the true
+   start state ``hstart`` of every segment.
+3. ``_fwd_out_kernel``: each segment again from ``hstart`` -> y. The two routes of one
+   orientation run in one program one after the other (forward, then reversed, which covers
+   the same pixels), so the cross-merge is a deterministic read-add-write, no atomics.
+
+Every sweep keeps the state in registers and walks its segment sequentially. A program owns
+``LANES = SG * CG * NS`` lanes (threads): ``SG`` segments x ``CG`` channel groups x ``NS``
+state groups; each lane holds ``DPT`` channels x ``NPT`` states. Tensors are 5-D
+``(DPT, NPT, X, Y, Z)`` where ``(X, Y, Z)`` are the lane axes: ``(SG, CG, NS)`` for the
+row-major routes (channel groups adjacent: B and C loads are broadcasts) or ``(CG, NS, SG)``
+for the column-major ones (adjacent columns adjacent: coalesced loads).
+
+Backward (recompute from the saved segment start states, no per-step states stored):
+with ``c_t = C_t dy_t``, the adjoint ``g_t = c_t + a_{t+1} g_{t+1}`` and ``gh_t = a_t g_t``,
+
+    du_t = delta_t sum_n g_t B_t + D dy_t           dB_t = sum_d g_t delta_t u_t
+    dC_t = sum_d h_t dy_t                           dD = sum_t dy_t u_t
+    ddelta_t = u_t sum_n g_t B_t + sum_n A_n x_t    dA = sum_t delta_t x_t,  x_t = gh_t h_{t-1}
+
+``x_t`` needs the forward state and the adjoint at the same step. It telescopes:
+``x_t - x_{t+1} = c_t (a_t h_{t-1}) - b_t gh_{t+1}``, so inside a segment [s, e]
+``x_t = x_{e+1} + sum_{j=t..e} zh_j - sum_{j=t..e} zg_j`` with ``zh_j = c_j a_j h_{j-1}``
+(a forward quantity) and ``zg_j = b_j gh_{j+1}`` (a backward one). Hence:
+
+4. ``_bwd_local_kernel``: each segment backwards from a zero adjoint -> ``gloc``.
+5. ``_chain_kernel`` (reversed) -> the adjoint ``gin`` entering each segment from its end.
+6. ``_bwd_fwd_kernel``: forward sweep from ``hstart``: dC, dD, the prefix sums of
+   ``sum_n A_n zh`` (to a scratch row per channel), ``sum_j zh_j dsum_{<=j}`` for dA, and the
+   boundary term ``x_{e+1} = gin * h_e``.
+7. ``_bwd_rev_kernel``: backward sweep from ``gin``: du (merged like y), ddelta, dB, dbias,
+   and the backward half of dA.
+
+All state, exponentials and accumulators are float32; inputs may be fp32, fp16 or bf16.
+Reductions are in a fixed order: results are bitwise reproducible run to run.
+"""
+from __future__ import annotations
+
+import triton
+import triton.language as tl
+
+LN2: tl.constexpr = tl.constexpr(0.6931471805599453)
+LOG2E: tl.constexpr = tl.constexpr(1.4426950408889634)
+
+
+# --------------------------------------------------------------------------------------
+# small helpers
+# --------------------------------------------------------------------------------------
+@triton.jit
+def _softplus(x):
+    """torch.nn.functional.softplus (threshold 20): log(1 + e^x), x itself beyond 20."""
+    z = tl.exp2(tl.abs(x) * -LOG2E)
+    # log1p(z) for z in (0, 1]: series below 1/16 (relative error < 1e-9), log(1 + z) above.
+    series = z * (1.0 - z * (0.5 - z * (0.33333333 - z * (0.25 - z * (0.2 - z * (0.16666667 - z * 0.14285714))))))
+    lp = tl.where(z < 0.0625, series, tl.log2(1.0 + z) * LN2)
+    return tl.where(x > 20.0, x, tl.maximum(x, 0.0) + lp)
+
+
+@triton.jit
+def _softplus_grad(x):
+    """d softplus / dx = sigmoid(x); 1 beyond the threshold (as torch)."""
+    z = tl.exp2(tl.abs(x) * -LOG2E)
+    sig = tl.where(x >= 0.0, 1.0 / (1.0 + z), z / (1.0 + z))
+    return tl.where(x > 20.0, 1.0, sig)
+
+
+@triton.jit
+def _lin_combine(a1, x1, a2, x2):
+    """Compose two steps of h -> a h + x (first then second)."""
+    return a1 * a2, a2 * x1 + x2
+
+
+@triton.jit
+def _geometry(
+    pid_l,
+    D,
+    NSEG,
+    OUTER,
+    N: tl.constexpr,
+    DPT: tl.constexpr,
+    NPT: tl.constexpr,
+    SG: tl.constexpr,
+    CG: tl.constexpr,
+    NS: tl.constexpr,
+    SEG_FAST: tl.constexpr,
+):
+    """Lane indices of program ``pid_l`` as 5-D tensors.
+
+    Returns d (DPT,1,X,Y,Z) channel, dc (d clamped to a valid channel, for unmasked loads),
+    n (1,NPT,X,Y,Z) state, nc (clamped), s (1,1,X,Y,Z) segment, s_ok, o (line), p (piece),
+    cg and ns (the lane's channel group / state group) and db (channel block)."""
+    D_BLK: tl.constexpr = DPT * CG
+    n_dblk = tl.cdiv(D, D_BLK)
+    db = pid_l % n_dblk
+    sb = pid_l // n_dblk
+    if SEG_FAST:
+        zl = tl.zeros((1, 1, CG, NS, SG), tl.int32)
+        cg = tl.arange(0, CG)[None, None, :, None, None] + zl
+        ns = tl.arange(0, NS)[None, None, None, :, None] + zl
+        sg = tl.arange(0, SG)[None, None, None, None, :] + zl
+    else:
+        zl = tl.zeros((1, 1, SG, CG, NS), tl.int32)
+        sg = tl.arange(0, SG)[None, None, :, None, None] + zl
+        cg = tl.arange(0, CG)[None, None, None, :, None] + zl
+        ns = tl.arange(0, NS)[None, None, None, None, :] + zl
+    i = tl.arange(0, DPT)[:, None, None, None, None]
+    j = tl.arange(0, NPT)[None, :, None, None, None]
+    d = db * D_BLK + cg * DPT + i
+    dc = tl.minimum(d, D - 1)
+    n = ns * NPT + j
+    nc = tl.minimum(n, N - 1)
+    s = sb * SG + sg
+    s_ok = s < NSEG
+    o = s % OUTER
+    p = s // OUTER
+    return d, dc, n, nc, s, s_ok, o, p, cg, ns, db
+
+
+@triton.jit
+def _sum_states(x, SEG_FAST: tl.constexpr):
+    """Sum over the states of a lane tensor (axis NPT in-thread, then the state groups)."""
+    x = tl.sum(x, axis=1, keep_dims=True)
+    if SEG_FAST:
+        x = tl.sum(x, axis=3, keep_dims=True)
+    else:
+        x = tl.sum(x, axis=4, keep_dims=True)
+    return x
+
+
+@triton.jit
+def _sum_channels(x, SEG_FAST: tl.constexpr):
+    """Sum over the channels of a lane tensor (axis DPT in-thread, then the channel groups)."""
+    x = tl.sum(x, axis=0, keep_dims=True)
+    if SEG_FAST:
+        x = tl.sum(x, axis=2, keep_dims=True)
+    else:
+        x = tl.sum(x, axis=3, keep_dims=True)
+    return x
+
+
+@triton.jit
+def _states_only(x, n_ok, N: tl.constexpr, NP: tl.constexpr):
+    """x as float32, zeroed on the padding states n >= N (their h then stays 0)."""
+    x = x.to(tl.float32)
+    if NP > N:
+        x = tl.where(n_ok, x, 0.0)
+    return x
+
+
+@triton.jit
+def _step(t, p, o, rev, S, INNER, so, si, s_ok):
+    """Memory position of step t of each lane's segment (reversed if rev) and its validity.
+
+    Invalid steps (past the end of a ragged line, or of a padding segment) get a clamped,
+    valid position so that loads need no mask; their delta is zeroed instead (h unchanged)."""
+    i = p * S + t + rev * (S - 1 - 2 * t)
+    ok = s_ok & (i < INNER) & (i >= 0)
+    i = tl.minimum(tl.maximum(i, 0), INNER - 1)
+    return o * so + i * si, ok
+
+
+@triton.jit
+def _delta(xr, m, bias, HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr):
+    """Raw step xr -> (x = xr + bias, delta = softplus(x)) in float32; delta is 0 where not m."""
+    x = xr.to(tl.float32)
+    if HAS_BIAS:
+        x = x + bias
+    if SOFTPLUS:
+        dl = _softplus(x)
+    else:
+        dl = x
+    return x, tl.where(m, dl, 0.0)
+
+
+# --------------------------------------------------------------------------------------
+# forward
+# --------------------------------------------------------------------------------------
+@triton.jit
+def _fwd_local_kernel(
+    u_ptr, dt_ptr, A2_ptr, B_ptr, bias_ptr, hloc_ptr, dsum_ptr,
+    su_b, su_k, sd_b, sd_k, sB_b, sB_k,
+    PLANE, D, K, OUTER, INNER, S, NSEG, NSEG_STRIDE, so, si, k0, kstep, rev_from,
+    N: tl.constexpr, DPT: tl.constexpr, NPT: tl.constexpr, SG: tl.constexpr, CG: tl.constexpr, NS: tl.constexpr,
+    SEG_FAST: tl.constexpr, HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr, PREFETCH: tl.constexpr,
+):
+    """Pass 1: each segment from h = 0 -> hloc[b,k,d,s,:] = h_end, dsum[b,k,d,s] = sum delta."""
+    pid_l = tl.program_id(0)
+    k = k0 + tl.program_id(1) * kstep
+    b = tl.program_id(2).to(tl.int64)
+    rev = (k >= rev_from).to(tl.int32)
+    d, dc, n, nc, s, s_ok, o, p, cg, ns, db = _geometry(pid_l, D, NSEG, OUTER, N, DPT, NPT, SG, CG, NS, SEG_FAST)
+    d_ok = (d < D) & s_ok
+    n_ok = n < N
+    kd = k * D + dc
+    co = dc * PLANE  # channel plane offset (all per-channel tensors are packed planes)
+    no = nc * PLANE  # state plane offset
+    A2 = tl.load(A2_ptr + kd * N + nc)
+    bias = 0.0
+    if HAS_BIAS:
+        bias = tl.load(bias_ptr + kd)
+    u_b = u_ptr + (b * su_b + k * su_k)
+    dt_b = dt_ptr + (b * sd_b + k * sd_k)
+    B_b = B_ptr + (b * sB_b + k * sB_k)
+    h = tl.where(n_ok, A2 * 0.0, 0.0)
+    dsum = tl.where(d_ok, 0.0, 0.0)
+    pos_n, ok_n = _step(0, p, o, rev, S, INNER, so, si, s_ok)
+    xr_n = tl.load(dt_b + (co + pos_n))
+    uu_n = tl.load(u_b + (co + pos_n))
+    bb_n = tl.load(B_b + (no + pos_n))
+    for t in range(0, S):
+        if PREFETCH:
+            ok, xr, uu, bb = ok_n, xr_n, uu_n, bb_n
+            pos_n, ok_n = _step(t + 1, p, o, rev, S, INNER, so, si, s_ok)
+            xr_n = tl.load(dt_b + (co + pos_n))
+            uu_n = tl.load(u_b + (co + pos_n))
+            bb_n = tl.load(B_b + (no + pos_n))
+        else:
+            pos, ok = _step(t, p, o, rev, S, INNER, so, si, s_ok)
+            xr = tl.load(dt_b + (co + pos))
+            uu = tl.load(u_b + (co + pos))
+            bb = tl.load(B_b + (no + pos))
+        _, dl = _delta(xr, d_ok & ok, bias, HAS_BIAS, SOFTPLUS)
+        h = tl.exp2(dl * A2) * h + (dl * uu.to(tl.float32)) * _states_only(bb, n_ok, N, NPT * NS)
+        dsum += dl
+    seg_row = (b * K + k) * D + d
+    tl.store(hloc_ptr + (seg_row * NSEG_STRIDE + s) * N + n, h, mask=d_ok & n_ok)
+    tl.store(dsum_ptr + seg_row * NSEG_STRIDE + s, dsum, mask=d_ok & (ns == 0))
+
+
+@triton.jit
+def _chain_kernel(
+    loc_ptr, dsum_ptr, A2_ptr, out_ptr,
+    D, K, OUTER, P, NSEG, NSEG_STRIDE, k0, kstep, rev_from, flip,
+    N: tl.constexpr, CD: tl.constexpr, NP: tl.constexpr, CT: tl.constexpr,
+):
+    """Exclusive linear scan over the segments of a route, in route order (flip=0) or the
+    reverse (flip=1, for the adjoint): out[c] = state entering chain position c, where
+    chain position c applies h -> exp(A dsum_c) h + loc_c. Tiles of CT segments are scanned
+    with tl.associative_scan; the running state is carried between tiles."""
+    k = k0 + tl.program_id(1) * kstep
+    b = tl.program_id(2).to(tl.int64)
+    backwards = (k >= rev_from).to(tl.int32) ^ flip
+    d = tl.program_id(0) * CD + tl.arange(0, CD)[:, None, None]
+    n = tl.arange(0, NP)[None, :, None]
+    c = tl.arange(0, CT)[None, None, :]
+    d_ok = d < D
+    n_ok = n < N
+    A2 = tl.load(A2_ptr + (k * D + d) * N + n, mask=d_ok & n_ok, other=0.0)
+    seg_row = (b * K + k) * D + d  # (CD, 1, 1)
+    carry = tl.sum(A2 * 0.0, axis=2)  # (CD, NP)
+    for c0 in range(0, NSEG, CT):
+        # element feeding output position c0 + c (exclusive scan)
+        ce = c0 + c - 1
+        e_ok = (ce >= 0) & (ce < NSEG) & d_ok & n_ok
+        ch = ce + backwards * (NSEG - 1 - 2 * ce)
+        se = (ch % P) * OUTER + ch // P
+        dsum = tl.load(dsum_ptr + seg_row * NSEG_STRIDE + se, mask=e_ok, other=0.0)
+        a = tl.where(e_ok, tl.exp2(A2 * dsum), 1.0)
+        x = tl.load(loc_ptr + (seg_row * NSEG_STRIDE + se) * N + n, mask=e_ok, other=0.0)
+        ap, xp = tl.associative_scan((a, x), 2, _lin_combine)
+        state = xp + ap * carry[:, :, None]
+        co = c0 + c
+        o_ok = (co < NSEG) & d_ok & n_ok
+        cho = co + backwards * (NSEG - 1 - 2 * co)
+        so_ = (cho % P) * OUTER + cho // P
+        tl.store(out_ptr + (seg_row * NSEG_STRIDE + so_) * N + n, state, mask=o_ok)
+        last = c == CT - 1
+        carry = tl.sum(tl.where(last, xp, 0.0), axis=2) + tl.sum(tl.where(last, ap, 0.0), axis=2) * carry
+
+
+@triton.jit
+def _fwd_out_kernel(
+    u_ptr, dt_ptr, A2_ptr, B_ptr, C_ptr, D_ptr, bias_ptr, hstart_ptr, y_ptr,
+    su_b, su_k, sd_b, sd_k, sB_b, sB_k, sC_b, sC_k, sy_b, sy_k,
+    PLANE, D, K, OUTER, INNER, S, NSEG, NSEG_STRIDE, so, si, k0, kstep, rev_from,
+    N: tl.constexpr, DPT: tl.constexpr, NPT: tl.constexpr, SG: tl.constexpr, CG: tl.constexpr, NS: tl.constexpr,
+    SEG_FAST: tl.constexpr, HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr, HAS_D: tl.constexpr,
+    PHASES: tl.constexpr, ACCUM: tl.constexpr, PREFETCH: tl.constexpr,
+):
+    """Pass 3: each segment from its true start state -> y (float32).
+
+    PHASES routes (k0, k0 + kstep, ...) run one after the other in the same program over the
+    same pixels; phase 0 writes y (or adds to it if ACCUM), later phases add to it."""
+    pid_l = tl.program_id(0)
+    b = tl.program_id(2).to(tl.int64)
+    for ph in tl.static_range(PHASES):
+        k = k0 + (tl.program_id(1) * PHASES + ph) * kstep
+        rev = (k >= rev_from).to(tl.int32)
+        d, dc, n, nc, s, s_ok, o, p, cg, ns, db = _geometry(pid_l, D, NSEG, OUTER, N, DPT, NPT, SG, CG, NS, SEG_FAST)
+        d_ok = (d < D) & s_ok
+        n_ok = n < N
+        kd = k * D + dc
+        co = dc * PLANE  # channel plane offset (all per-channel tensors are packed planes)
+        no = nc * PLANE  # state plane offset
+        A2 = tl.load(A2_ptr + kd * N + nc)
+        bias = 0.0
+        if HAS_BIAS:
+            bias = tl.load(bias_ptr + kd)
+        Dk = 0.0
+        if HAS_D:
+            Dk = tl.load(D_ptr + kd)
+        seg_row = (b * K + k) * D + d
+        h = tl.load(hstart_ptr + (seg_row * NSEG_STRIDE + s) * N + n, mask=d_ok & n_ok, other=0.0)
+        u_b = u_ptr + (b * su_b + k * su_k)
+        dt_b = dt_ptr + (b * sd_b + k * sd_k)
+        B_b = B_ptr + (b * sB_b + k * sB_k)
+        C_b = C_ptr + (b * sC_b + k * sC_k)
+        y_b = y_ptr + (b * sy_b + k * sy_k)
+        w_ok = d_ok & (ns == 0)
+        pos_n, ok_n = _step(0, p, o, rev, S, INNER, so, si, s_ok)
+        xr_n = tl.load(dt_b + (co + pos_n))
+        uu_n = tl.load(u_b + (co + pos_n))
+        bb_n = tl.load(B_b + (no + pos_n))
+        cc_n = tl.load(C_b + (no + pos_n))
+        for t in range(0, S):
+            if PREFETCH:
+                pos, ok, xr, uu, bb, cc = pos_n, ok_n, xr_n, uu_n, bb_n, cc_n
+                pos_n, ok_n = _step(t + 1, p, o, rev, S, INNER, so, si, s_ok)
+                xr_n = tl.load(dt_b + (co + pos_n))
+                uu_n = tl.load(u_b + (co + pos_n))
+                bb_n = tl.load(B_b + (no + pos_n))
+                cc_n = tl.load(C_b + (no + pos_n))
+            else:
+                pos, ok = _step(t, p, o, rev, S, INNER, so, si, s_ok)
+                xr = tl.load(dt_b + (co + pos))
+                uu = tl.load(u_b + (co + pos))
+                bb = tl.load(B_b + (no + pos))
+                cc = tl.load(C_b + (no + pos))
+            _, dl = _delta(xr, d_ok & ok, bias, HAS_BIAS, SOFTPLUS)
+            uf = uu.to(tl.float32)
+            h = tl.exp2(dl * A2) * h + (dl * uf) * _states_only(bb, n_ok, N, NPT * NS)
+            yv = _sum_states(cc.to(tl.float32) * h, SEG_FAST)
+            if HAS_D:
+                yv += Dk * uf
+            mw = w_ok & ok
+            if ACCUM or ph > 0:
+                yv += tl.load(y_b + (co + pos), mask=mw, other=0.0)
+            tl.store(y_b + (co + pos), yv, mask=mw)
+        if PHASES > 1:
+            tl.debug_barrier()
+
+
+# --------------------------------------------------------------------------------------
+# backward
+# --------------------------------------------------------------------------------------
+@triton.jit
+def _bwd_local_kernel(
+    dt_ptr, A2_ptr, C_ptr, bias_ptr, dy_ptr, gloc_ptr,
+    sd_b, sd_k, sC_b, sC_k, sy_b, sy_k,
+    PLANE, D, K, OUTER, INNER, S, NSEG, NSEG_STRIDE, so, si, k0, kstep, rev_from,
+    N: tl.constexpr, DPT: tl.constexpr, NPT: tl.constexpr, SG: tl.constexpr, CG: tl.constexpr, NS: tl.constexpr,
+    SEG_FAST: tl.constexpr, HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr, PREFETCH: tl.constexpr,
+):
+    """Backward pass 1: each segment backwards from a zero adjoint ->
+    gloc[b,k,d,s,:] = a_s g_s (the adjoint the segment passes to the state before it)."""
+    pid_l = tl.program_id(0)
+    k = k0 + tl.program_id(1) * kstep
+    b = tl.program_id(2).to(tl.int64)
+    rev = 1 - (k >= rev_from).to(tl.int32)
+    d, dc, n, nc, s, s_ok, o, p, cg, ns, db = _geometry(pid_l, D, NSEG, OUTER, N, DPT, NPT, SG, CG, NS, SEG_FAST)
+    d_ok = (d < D) & s_ok
+    n_ok = n < N
+    kd = k * D + dc
+    co = dc * PLANE  # channel plane offset (all per-channel tensors are packed planes)
+    no = nc * PLANE  # state plane offset
+    A2 = tl.load(A2_ptr + kd * N + nc)
+    bias = 0.0
+    if HAS_BIAS:
+        bias = tl.load(bias_ptr + kd)
+    dt_b = dt_ptr + (b * sd_b + k * sd_k)
+    C_b = C_ptr + (b * sC_b + k * sC_k)
+    dy_b = dy_ptr + (b * sy_b + k * sy_k)
+    g = tl.where(n_ok, A2 * 0.0, 0.0)
+    pos_n, ok_n = _step(0, p, o, rev, S, INNER, so, si, s_ok)
+    xr_n = tl.load(dt_b + (co + pos_n))
+    dy_n = tl.load(dy_b + (co + pos_n))
+    cc_n = tl.load(C_b + (no + pos_n))
+    for t in range(0, S):
+        if PREFETCH:
+            ok, xr, dy, cc = ok_n, xr_n, dy_n, cc_n
+            pos_n, ok_n = _step(t + 1, p, o, rev, S, INNER, so, si, s_ok)
+            xr_n = tl.load(dt_b + (co + pos_n))
+            dy_n = tl.load(dy_b + (co + pos_n))
+            cc_n = tl.load(C_b + (no + pos_n))
+        else:
+            pos, ok = _step(t, p, o, rev, S, INNER, so, si, s_ok)
+            xr = tl.load(dt_b + (co + pos))
+            dy = tl.load(dy_b + (co + pos))
+            cc = tl.load(C_b + (no + pos))
+        m = d_ok & ok
+        _, dl = _delta(xr, m, bias, HAS_BIAS, SOFTPLUS)
+        dyf = tl.where(m, dy.to(tl.float32), 0.0)
+        g = tl.exp2(dl * A2) * (cc.to(tl.float32) * dyf + g)
+    seg_row = (b * K + k) * D + d
+    tl.store(gloc_ptr + (seg_row * NSEG_STRIDE + s) * N + n, g, mask=d_ok & n_ok)
+
+
+@triton.jit
+def _bwd_fwd_kernel(
+    u_ptr, dt_ptr, A2_ptr, B_ptr, C_ptr, bias_ptr, dy_ptr, hstart_ptr, gin_ptr,
+    dC_ptr, zscr_ptr, zoff_ptr, dA_ptr, dD_ptr,
+    su_b, su_k, sd_b, sd_k, sB_b, sB_k, sC_b, sC_k, sy_b, sy_k,
+    sdc_blk, sdc_b, sdc_k, sz_b, sz_k,
+    PLANE, D, K, OUTER, INNER, S, NSEG, NSEG_STRIDE, so, si, k0, kstep, rev_from,
+    N: tl.constexpr, DPT: tl.constexpr, NPT: tl.constexpr, SG: tl.constexpr, CG: tl.constexpr, NS: tl.constexpr,
+    SEG_FAST: tl.constexpr, HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr, PREFETCH: tl.constexpr,
+):
+    """Backward pass 2, forward in route order from the true start state h_{s-1} = hstart:
+
+    dC_t = sum_d h_t dy_t;  zscr_t = sum_{j<t} ZH_j with ZH_j = sum_n A_n c_j a_j h_{j-1};
+    dA (this half) = sum_j zh_j Dpre_j + Dseg x_{e+1} with Dpre_j = sum_{i<=j} delta_i and
+    x_{e+1} = gin h_e; zoff = ZH_total + sum_n A_n x_{e+1}; dD = sum_t dy_t u_t."""
+    pid_l = tl.program_id(0)
+    k = k0 + tl.program_id(1) * kstep
+    b = tl.program_id(2).to(tl.int64)
+    rev = (k >= rev_from).to(tl.int32)
+    d, dc, n, nc, s, s_ok, o, p, cg, ns, db = _geometry(pid_l, D, NSEG, OUTER, N, DPT, NPT, SG, CG, NS, SEG_FAST)
+    d_ok = (d < D) & s_ok
+    n_ok = n < N
+    kd = k * D + dc
+    co = dc * PLANE  # channel plane offset (all per-channel tensors are packed planes)
+    no = nc * PLANE  # state plane offset
+    A2 = tl.load(A2_ptr + kd * N + nc)
+    bias = 0.0
+    if HAS_BIAS:
+        bias = tl.load(bias_ptr + kd)
+    seg_row = (b * K + k) * D + d
+    h = tl.load(hstart_ptr + (seg_row * NSEG_STRIDE + s) * N + n, mask=d_ok & n_ok, other=0.0)
+    u_b = u_ptr + (b * su_b + k * su_k)
+    dt_b = dt_ptr + (b * sd_b + k * sd_k)
+    B_b = B_ptr + (b * sB_b + k * sB_k)
+    C_b = C_ptr + (b * sC_b + k * sC_k)
+    dy_b = dy_ptr + (b * sy_b + k * sy_k)
+    dC_b = dC_ptr + (db * sdc_blk + b * sdc_b + k * sdc_k)
+    z_b = zscr_ptr + (b * sz_b + k * sz_k)
+    w_ok = d_ok & (ns == 0)
+    c_ok = n_ok & (cg == 0)
+    zpre = tl.where(d_ok, 0.0, 0.0)
+    dpre = zpre
+    dDacc = zpre
+    dAf = h * 0.0
+    pos_n, ok_n = _step(0, p, o, rev, S, INNER, so, si, s_ok)
+    xr_n = tl.load(dt_b + (co + pos_n))
+    uu_n = tl.load(u_b + (co + pos_n))
+    dy_n = tl.load(dy_b + (co + pos_n))
+    bb_n = tl.load(B_b + (no + pos_n))
+    cc_n = tl.load(C_b + (no + pos_n))
+    for t in range(0, S):
+        if PREFETCH:
+            pos, ok, xr, uu, dy, bb, cc = pos_n, ok_n, xr_n, uu_n, dy_n, bb_n, cc_n
+            pos_n, ok_n = _step(t + 1, p, o, rev, S, INNER, so, si, s_ok)
+            xr_n = tl.load(dt_b + (co + pos_n))
+            uu_n = tl.load(u_b + (co + pos_n))
+            dy_n = tl.load(dy_b + (co + pos_n))
+            bb_n = tl.load(B_b + (no + pos_n))
+            cc_n = tl.load(C_b + (no + pos_n))
+        else:
+            pos, ok = _step(t, p, o, rev, S, INNER, so, si, s_ok)
+            xr = tl.load(dt_b + (co + pos))
+            uu = tl.load(u_b + (co + pos))
+            dy = tl.load(dy_b + (co + pos))
+            bb = tl.load(B_b + (no + pos))
+            cc = tl.load(C_b + (no + pos))
+        m = d_ok & ok
+        _, dl = _delta(xr, m, bias, HAS_BIAS, SOFTPLUS)
+        uf = uu.to(tl.float32)
+        dyf = tl.where(m, dy.to(tl.float32), 0.0)
+        ah = tl.exp2(dl * A2) * h
+        zh = (cc.to(tl.float32) * dyf) * ah
+        tl.store(z_b + (co + pos), zpre, mask=w_ok & ok)
+        zpre += _sum_states(zh * A2, SEG_FAST) * LN2
+        dpre += dl
+        dAf += zh * dpre
+        h = ah + (dl * uf) * _states_only(bb, n_ok, N, NPT * NS)
+        dc_v = _sum_channels(h * dyf, SEG_FAST) + (n * 0).to(tl.float32)
+        tl.store(dC_b + (no + pos), dc_v, mask=c_ok & ok)
+        dDacc += dyf * uf
+    gi = tl.load(gin_ptr + (seg_row * NSEG_STRIDE + s) * N + n, mask=d_ok & n_ok, other=0.0)
+    xe = gi * h
+    dAf += dpre * xe
+    zoff = zpre + _sum_states(xe * A2, SEG_FAST) * LN2
+    tl.store(zoff_ptr + seg_row * NSEG_STRIDE + s, zoff, mask=w_ok)
+    tl.store(dA_ptr + (seg_row * NSEG_STRIDE + s) * N + n, dAf, mask=d_ok & n_ok)
+    tl.store(dD_ptr + seg_row * NSEG_STRIDE + s, dDacc, mask=w_ok)
+
+
+@triton.jit
+def _bwd_rev_kernel(
+    u_ptr, dt_ptr, A2_ptr, B_ptr, C_ptr, D_ptr, bias_ptr, dy_ptr, gin_ptr, dsum_ptr, zscr_ptr, zoff_ptr,
+    du_ptr, ddt_ptr, dB_ptr, dA_ptr, dbias_ptr,
+    su_b, su_k, sd_b, sd_k, sB_b, sB_k, sC_b, sC_k, sy_b, sy_k,
+    sdc_blk, sdc_b, sdc_k, sz_b, sz_k, sdu_b, sdu_k, sdd_b, sdd_k,
+    PLANE, D, K, OUTER, INNER, S, NSEG, NSEG_STRIDE, so, si, k0, kstep, rev_from,
+    N: tl.constexpr, DPT: tl.constexpr, NPT: tl.constexpr, SG: tl.constexpr, CG: tl.constexpr, NS: tl.constexpr,
+    SEG_FAST: tl.constexpr, HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr, HAS_D: tl.constexpr,
+    PHASES: tl.constexpr, ACCUM: tl.constexpr, PREFETCH: tl.constexpr,
+):
+    """Backward pass 3, against route order from the adjoint gin entering the segment's end:
+
+    g_t = c_t + gh_{t+1};  du_t = delta_t sum_n g_t B_t + D dy_t (merged over routes like y);
+    dB_t = sum_d g_t delta_t u_t;  ZG_t = sum_n A_n b_t gh_{t+1};
+    ddelta_t = u_t sum_n g_t B_t + zoff - zscr_t - sum_{j>=t} ZG_j, times softplus';
+    dA -= sum_t zg_t Dpre_t;  dbias = sum_t ddt_t."""
+    pid_l = tl.program_id(0)
+    b = tl.program_id(2).to(tl.int64)
+    for ph in tl.static_range(PHASES):
+        k = k0 + (tl.program_id(1) * PHASES + ph) * kstep
+        rev = 1 - (k >= rev_from).to(tl.int32)
+        d, dc, n, nc, s, s_ok, o, p, cg, ns, db = _geometry(pid_l, D, NSEG, OUTER, N, DPT, NPT, SG, CG, NS, SEG_FAST)
+        d_ok = (d < D) & s_ok
+        n_ok = n < N
+        kd = k * D + dc
+        co = dc * PLANE  # channel plane offset (all per-channel tensors are packed planes)
+        no = nc * PLANE  # state plane offset
+        A2 = tl.load(A2_ptr + kd * N + nc)
+        bias = 0.0
+        if HAS_BIAS:
+            bias = tl.load(bias_ptr + kd)
+        Dk = 0.0
+        if HAS_D:
+            Dk = tl.load(D_ptr + kd)
+        seg_row = (b * K + k) * D + d
+        gh = tl.load(gin_ptr + (seg_row * NSEG_STRIDE + s) * N + n, mask=d_ok & n_ok, other=0.0)
+        zoff = tl.load(zoff_ptr + seg_row * NSEG_STRIDE + s, mask=d_ok, other=0.0)
+        dseg = tl.load(dsum_ptr + seg_row * NSEG_STRIDE + s, mask=d_ok, other=0.0)
+        u_b = u_ptr + (b * su_b + k * su_k)
+        dt_b = dt_ptr + (b * sd_b + k * sd_k)
+        B_b = B_ptr + (b * sB_b + k * sB_k)
+        C_b = C_ptr + (b * sC_b + k * sC_k)
+        dy_b = dy_ptr + (b * sy_b + k * sy_k)
+        dB_b = dB_ptr + (db * sdc_blk + b * sdc_b + k * sdc_k)
+        z_b = zscr_ptr + (b * sz_b + k * sz_k)
+        du_b = du_ptr + (b * sdu_b + k * sdu_k)
+        ddt_b = ddt_ptr + (b * sdd_b + k * sdd_k)
+        w_ok = d_ok & (ns == 0)
+        c_ok = n_ok & (cg == 0)
+        zgs = tl.where(d_ok, 0.0, 0.0)
+        dsuf = zgs
+        dbacc = zgs
+        dAr = gh * 0.0
+        pos_n, ok_n = _step(0, p, o, rev, S, INNER, so, si, s_ok)
+        xr_n = tl.load(dt_b + (co + pos_n))
+        uu_n = tl.load(u_b + (co + pos_n))
+        dy_n = tl.load(dy_b + (co + pos_n))
+        bb_n = tl.load(B_b + (no + pos_n))
+        cc_n = tl.load(C_b + (no + pos_n))
+        for t in range(0, S):
+            if PREFETCH:
+                pos, ok, xr, uu, dy, bb, cc = pos_n, ok_n, xr_n, uu_n, dy_n, bb_n, cc_n
+                pos_n, ok_n = _step(t + 1, p, o, rev, S, INNER, so, si, s_ok)
+                xr_n = tl.load(dt_b + (co + pos_n))
+                uu_n = tl.load(u_b + (co + pos_n))
+                dy_n = tl.load(dy_b + (co + pos_n))
+                bb_n = tl.load(B_b + (no + pos_n))
+                cc_n = tl.load(C_b + (no + pos_n))
+            else:
+                pos, ok = _step(t, p, o, rev, S, INNER, so, si, s_ok)
+                xr = tl.load(dt_b + (co + pos))
+                uu = tl.load(u_b + (co + pos))
+                dy = tl.load(dy_b + (co + pos))
+                bb = tl.load(B_b + (no + pos))
+                cc = tl.load(C_b + (no + pos))
+            m = d_ok & ok
+            mw = w_ok & ok
+            x, dl = _delta(xr, m, bias, HAS_BIAS, SOFTPLUS)
+            uf = uu.to(tl.float32)
+            dyf = tl.where(m, dy.to(tl.float32), 0.0)
+            bf = _states_only(bb, n_ok, N, NPT * NS)
+            g = cc.to(tl.float32) * dyf + gh
+            gB = _sum_states(g * bf, SEG_FAST)
+            du = dl * gB
+            if HAS_D:
+                du += Dk * dyf
+            if ACCUM or ph > 0:
+                du += tl.load(du_b + (co + pos), mask=mw, other=0.0)
+            tl.store(du_b + (co + pos), du, mask=mw)
+            dlu = dl * uf
+            zg = (dlu * bf) * gh
+            zgs += _sum_states(zg * A2, SEG_FAST) * LN2
+            dAr += zg * (dseg - dsuf)
+            dsuf += dl
+            zp = tl.load(z_b + (co + pos), mask=mw, other=0.0)
+            ddl = uf * gB + (zoff - zp - zgs)
+            if SOFTPLUS:
+                ddl = ddl * _softplus_grad(x)
+            ddl = tl.where(m, ddl, 0.0)
+            tl.store(ddt_b + (co + pos), ddl.to(ddt_ptr.dtype.element_ty), mask=mw)
+            dbacc += ddl
+            db_v = _sum_channels(g * dlu, SEG_FAST) + (n * 0).to(tl.float32)
+            tl.store(dB_b + (no + pos), db_v, mask=c_ok & ok)
+            gh = tl.exp2(dl * A2) * g
+        dA_p = dA_ptr + (seg_row * NSEG_STRIDE + s) * N + n
+        tl.store(dA_p, tl.load(dA_p, mask=d_ok & n_ok, other=0.0) - dAr, mask=d_ok & n_ok)
+        tl.store(dbias_ptr + seg_row * NSEG_STRIDE + s, dbacc, mask=w_ok)
+        if PHASES > 1:
+            tl.debug_barrier()

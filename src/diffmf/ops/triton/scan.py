@@ -1,0 +1,481 @@
+"""Autograd wrappers around the Triton selective-scan kernels (:mod:`.kernels`).
+
+:func:`selective_scan_triton` implements the 1-D contract of
+:func:`diffmf.ops.selective_scan.selective_scan` and :func:`selective_scan_2d_triton` the fused
+CrossScan -> scan -> CrossMerge of :func:`diffmf.ops.selective_scan.selective_scan_2d`:
+
+    delta <- softplus(delta + delta_bias);  h_t = exp(delta_t A) h_{t-1} + delta_t u_t B_t;
+    y_t = C_t . h_t + D u_t                 (float32 state, exponentials and output)
+
+Both describe the work as *routes* over an ``OUTER x INNER`` grid (see :mod:`.kernels`) and
+run the same kernels: the 1-D op is one row-major route per group over a ``1 x L`` grid; the
+2-D op reads the ``H x W`` maps directly, route 0/2 row-major (forward/reversed) and 1/3
+column-major. Nothing is copied into route order, and the route outputs are summed in place
+in a fixed order, so results (forward and gradients) are deterministic.
+"""
+from __future__ import annotations
+
+import logging
+import math
+import os
+from dataclasses import dataclass, replace
+from typing import Dict, List, Optional, Tuple
+
+import torch
+from torch import Tensor
+
+from diffmf.ops.dispatch import triton_interpreting
+from diffmf.ops.triton import kernels as _k
+
+logger = logging.getLogger(__name__)
+
+LOG2E = 1.4426950408889634
+SEGLEN_ENV = "DIFFMF_TRITON_SEGLEN"  # force the segment length (tests, benchmarks)
+LAYOUT_ENV = "DIFFMF_TRITON_LAYOUT"  # "dpt,ns,warps" for the sweeps (benchmarks)
+MIN_SEGLEN = 128  # shortest segment on a GPU: fewer segments, less carry traffic
+
+
+def _pow2(x: int) -> int:
+    return 1 << max(0, int(x - 1).bit_length())
+
+
+@dataclass(frozen=True)
+class Layout:
+    """Lanes of a sweep program: SG segments x CG channel groups x NS state groups, each lane
+    holding DPT channels x NPT states; ``num_warps * 32 == SG * CG * NS`` on a GPU."""
+
+    dpt: int
+    npt: int
+    sg: int
+    cg: int
+    ns: int
+    num_warps: int
+    prefetch: bool = True
+
+    @property
+    def d_blk(self) -> int:
+        return self.dpt * self.cg
+
+    def meta(self) -> Dict[str, int]:
+        return dict(DPT=self.dpt, NPT=self.npt, SG=self.sg, CG=self.cg, NS=self.ns, PREFETCH=self.prefetch)
+
+
+@dataclass(frozen=True)
+class Orientation:
+    """Routes that read the grid along the same axis (rows or columns)."""
+
+    routes: Tuple[int, ...]  # route indices k, forward first
+    outer: int  # lines
+    inner: int  # steps per line
+    so: int  # memory stride between lines
+    si: int  # memory stride between steps
+    seg_fast: bool  # lanes ordered with adjacent segments adjacent (column routes)
+    seglen: int = 0
+    nseg: int = 0
+
+
+@dataclass(frozen=True)
+class Problem:
+    """Geometry and memory layout of one scan call (all strides in elements)."""
+
+    batch: int
+    K: int  # routes
+    D: int  # channels per route
+    N: int  # states
+    length: int  # H * W or L
+    orients: Tuple[Orientation, ...]
+    rev_from: int  # routes k >= rev_from walk backwards
+    u_shared: bool  # 2-D op: u and the output are shared by the routes (merged)
+    softplus: bool = True
+    nseg_stride: int = 0
+
+
+# ----------------------------------------------------------------------------------------
+# configuration
+# ----------------------------------------------------------------------------------------
+def _sm_count(device: torch.device) -> int:
+    if device.type == "cuda":
+        return torch.cuda.get_device_properties(device).multi_processor_count
+    return 4
+
+
+def _layout(D: int, N: int, backward: bool, seg_fast: bool, interpret: bool) -> Layout:
+    """Lane layout of a sweep (see :mod:`.kernels`)."""
+    np_ = _pow2(N)
+    if interpret:  # the interpreter runs programs one by one in numpy: few, wide programs
+        ns = 2 if (backward and np_ >= 2) else 1
+        dpt = 2 if D >= 2 else 1
+        cg = min(_pow2(-(-D // dpt)), 4)  # D > 8 exercises the channel-block partial sums
+        return Layout(dpt=dpt, npt=np_ // ns, sg=16, cg=cg, ns=ns, num_warps=1)
+    dpt, ns, warps = 4, (2 if backward else 1), 4
+    override = os.environ.get(LAYOUT_ENV)
+    if override:
+        dpt, ns, warps = (int(v) for v in override.split(","))
+    ns = min(ns, np_)
+    dpt = min(dpt, _pow2(D))
+    lanes = 32 * warps
+    cg = min(_pow2(-(-D // dpt)), lanes // ns)
+    if seg_fast and not backward:  # coalescing: at least 8 adjacent columns per warp
+        cg = min(cg, max(1, 32 // (8 * ns)) * warps)
+    sg = lanes // (cg * ns)
+    return Layout(dpt=dpt, npt=np_ // ns, sg=sg, cg=cg, ns=ns, num_warps=warps)
+
+
+def _seglen(o: Orientation, p: "Problem", lanes_per_seg: int, device: torch.device, interpret: bool) -> int:
+    forced = os.environ.get(SEGLEN_ENV)
+    if forced:
+        return max(1, min(int(forced), o.inner))
+    if interpret:
+        return max(1, -(-o.inner // 3))
+    target_lanes = _sm_count(device) * 1536
+    seg_per_route = max(1, target_lanes // max(1, p.batch * p.K * lanes_per_seg))
+    pieces = max(1, min(-(-seg_per_route // o.outer), o.inner // MIN_SEGLEN))
+    return -(-o.inner // pieces)
+
+
+def _finish(p: Problem, device: torch.device) -> Problem:
+    interpret = triton_interpreting()
+    orients = []
+    for o in p.orients:
+        lay = _layout(p.D, p.N, False, o.seg_fast, interpret)
+        S = _seglen(o, p, -(-p.D // lay.dpt), device, interpret)
+        orients.append(replace(o, seglen=S, nseg=o.outer * (-(-o.inner // S))))
+    return replace(p, orients=tuple(orients), nseg_stride=max(o.nseg for o in orients))
+
+
+# ----------------------------------------------------------------------------------------
+# launches
+# ----------------------------------------------------------------------------------------
+@dataclass
+class _Tensors:
+    """Scan operands. Every per-channel (or per-state) H x W / L plane is packed, with planes
+    ``length`` elements apart; strides given are (batch, route) in elements."""
+
+    u: Tensor
+    dt: Tensor
+    A2: Tensor  # A * log2(e), float32 (K*D, N)
+    B: Tensor
+    C: Tensor
+    D: Optional[Tensor]
+    bias: Optional[Tensor]
+    su: Tuple[int, int]
+    sd: Tuple[int, int]
+    sB: Tuple[int, int]
+    sC: Tuple[int, int]
+    sy: Tuple[int, int]  # the output y (and its gradient dy, and du)
+
+
+def _geom_args(p: Problem, o: Orientation) -> List[int]:
+    return [p.length, p.D, p.K, o.outer, o.inner, o.seglen, o.nseg, p.nseg_stride, o.so, o.si]
+
+
+def _grid(p: Problem, o: Orientation, lay: Layout, routes_axis: int) -> Tuple[int, int, int]:
+    n_dblk = -(-p.D // lay.d_blk)
+    return (n_dblk * (-(-o.nseg // lay.sg)), routes_axis, p.batch)
+
+
+def _route_args(o: Orientation, phases: int) -> Tuple[int, int, int]:
+    """(k0, kstep, programs along grid axis 1) for the routes of ``o``."""
+    kstep = o.routes[1] - o.routes[0] if len(o.routes) > 1 else 1
+    return o.routes[0], kstep, len(o.routes) // phases
+
+
+def _chain(p: Problem, T: _Tensors, loc: Tensor, dsum: Tensor, out: Tensor, flip: int) -> None:
+    """Segment start states (flip=0) or incoming adjoints (flip=1) for every route."""
+    interpret = triton_interpreting()
+    cd, ct, warps = (1, 4, 1) if interpret else (2, 64, 4)
+    for o in p.orients:
+        k0, kstep, nk = _route_args(o, 1)
+        _k._chain_kernel[(-(-p.D // cd), nk, p.batch)](
+            loc, dsum, T.A2, out,
+            p.D, p.K, o.outer, -(-o.inner // o.seglen), o.nseg, p.nseg_stride, k0, kstep, p.rev_from, flip,
+            N=p.N, CD=cd, NP=_pow2(p.N), CT=ct, num_warps=warps,
+        )
+
+
+def _opt(T: _Tensors, t: Optional[Tensor]) -> Tensor:
+    """A stand-in pointer for an absent optional operand (its HAS_ flag is off)."""
+    return T.A2 if t is None else t
+
+
+def scan_forward(p: Problem, T: _Tensors, y: Tensor) -> Tuple[Tensor, Tensor]:
+    """Passes 1-3: writes y (float32) and returns (hstart, dsum) for the backward."""
+    interpret = triton_interpreting()
+    shape = (p.batch, p.K, p.D, p.nseg_stride)
+    hloc = torch.zeros(*shape, p.N, device=T.u.device, dtype=torch.float32)
+    hstart = torch.zeros_like(hloc)
+    dsum = torch.zeros(*shape, device=T.u.device, dtype=torch.float32)
+    flags = dict(N=p.N, HAS_BIAS=T.bias is not None, SOFTPLUS=p.softplus)
+    for o in p.orients:
+        lay = _layout(p.D, p.N, False, o.seg_fast, interpret)
+        k0, kstep, nk = _route_args(o, 1)
+        _k._fwd_local_kernel[_grid(p, o, lay, nk)](
+            T.u, T.dt, T.A2, T.B, _opt(T, T.bias), hloc, dsum,
+            *T.su, *T.sd, *T.sB,
+            *_geom_args(p, o), k0, kstep, p.rev_from,
+            **lay.meta(), SEG_FAST=o.seg_fast, **flags, num_warps=lay.num_warps,
+        )
+    _chain(p, T, hloc, dsum, hstart, flip=0)
+    for idx, o in enumerate(p.orients):
+        lay = _layout(p.D, p.N, False, o.seg_fast, interpret)
+        phases = len(o.routes) if p.u_shared else 1
+        k0, kstep, nk = _route_args(o, phases)
+        _k._fwd_out_kernel[_grid(p, o, lay, nk)](
+            T.u, T.dt, T.A2, T.B, T.C, _opt(T, T.D), _opt(T, T.bias), hstart, y,
+            *T.su, *T.sd, *T.sB, *T.sC, *T.sy,
+            *_geom_args(p, o), k0, kstep, p.rev_from,
+            **lay.meta(), SEG_FAST=o.seg_fast, **flags, HAS_D=T.D is not None,
+            PHASES=phases, ACCUM=p.u_shared and idx > 0, num_warps=lay.num_warps,
+        )
+    return hstart, dsum
+
+
+def scan_backward(
+    p: Problem, T: _Tensors, dy: Tensor, hstart: Tensor, dsum: Tensor, sdd: Tuple[int, int]
+) -> Tuple[Tensor, Tensor, Dict[str, Tensor]]:
+    """Backward passes 1-3 for upstream gradient dy (float32, laid out like y).
+
+    Returns du (float32, laid out like y), ddt (dtype of dt, batch/route strides ``sdd``,
+    packed) and dA (K*D, N), dB, dC (per route, float32), dD, dbias (K*D,)."""
+    interpret = triton_interpreting()
+    dev = T.u.device
+    shape = (p.batch, p.K, p.D, p.nseg_stride)
+    f32 = dict(device=dev, dtype=torch.float32)
+    gloc = torch.zeros(*shape, p.N, **f32)
+    gin = torch.zeros_like(gloc)
+    dA_part = torch.zeros_like(gloc)
+    zoff = torch.zeros(*shape, **f32)
+    dD_part = torch.zeros(*shape, **f32)
+    dbias_part = torch.zeros(*shape, **f32)
+    zscr = torch.empty(p.batch, p.K, p.D, p.length, **f32)
+    du = torch.empty_like(dy)
+    ddt = torch.empty(p.batch, p.K, p.D, p.length, device=dev, dtype=T.dt.dtype)
+    lays = [_layout(p.D, p.N, True, o.seg_fast, interpret) for o in p.orients]
+    n_dblk = max(-(-p.D // lay.d_blk) for lay in lays)
+    dBC = torch.zeros(2, n_dblk, p.batch, p.K, p.N, p.length, **f32) if n_dblk > 1 else torch.empty(2, 1, p.batch, p.K, p.N, p.length, **f32)
+    dB_buf, dC_buf = dBC[0], dBC[1]
+    sdc = (dB_buf.stride(0), dB_buf.stride(1), dB_buf.stride(2))
+    sz = (zscr.stride(0), zscr.stride(1))
+    sdd = (ddt.stride(0), ddt.stride(1))
+    flags = dict(N=p.N, HAS_BIAS=T.bias is not None, SOFTPLUS=p.softplus)
+    for o in p.orients:
+        lay = _layout(p.D, p.N, False, o.seg_fast, interpret)
+        k0, kstep, nk = _route_args(o, 1)
+        _k._bwd_local_kernel[_grid(p, o, lay, nk)](
+            T.dt, T.A2, T.C, _opt(T, T.bias), dy, gloc,
+            *T.sd, *T.sC, *T.sy,
+            *_geom_args(p, o), k0, kstep, p.rev_from,
+            **lay.meta(), SEG_FAST=o.seg_fast, **flags, num_warps=lay.num_warps,
+        )
+    _chain(p, T, gloc, dsum, gin, flip=1)
+    for o, lay in zip(p.orients, lays):
+        k0, kstep, nk = _route_args(o, 1)
+        _k._bwd_fwd_kernel[_grid(p, o, lay, nk)](
+            T.u, T.dt, T.A2, T.B, T.C, _opt(T, T.bias), dy, hstart, gin,
+            dC_buf, zscr, zoff, dA_part, dD_part,
+            *T.su, *T.sd, *T.sB, *T.sC, *T.sy, *sdc, *sz,
+            *_geom_args(p, o), k0, kstep, p.rev_from,
+            **lay.meta(), SEG_FAST=o.seg_fast, **flags, num_warps=lay.num_warps,
+        )
+    for idx, (o, lay) in enumerate(zip(p.orients, lays)):
+        phases = len(o.routes) if p.u_shared else 1
+        k0, kstep, nk = _route_args(o, phases)
+        _k._bwd_rev_kernel[_grid(p, o, lay, nk)](
+            T.u, T.dt, T.A2, T.B, T.C, _opt(T, T.D), _opt(T, T.bias), dy, gin, dsum, zscr, zoff,
+            du, ddt, dB_buf, dA_part, dbias_part,
+            *T.su, *T.sd, *T.sB, *T.sC, *T.sy, *sdc, *sz, *T.sy, *sdd,
+            *_geom_args(p, o), k0, kstep, p.rev_from,
+            **lay.meta(), SEG_FAST=o.seg_fast, **flags, HAS_D=T.D is not None,
+            PHASES=phases, ACCUM=p.u_shared and idx > 0, num_warps=lay.num_warps,
+        )
+    grads = dict(
+        dA=dA_part.sum(dim=(0, 3)).reshape(p.K * p.D, p.N),
+        dB=dB_buf.sum(0) if n_dblk > 1 else dB_buf[0],
+        dC=dC_buf.sum(0) if n_dblk > 1 else dC_buf[0],
+        dD=dD_part.sum(dim=(0, 3)).reshape(-1),
+        dbias=dbias_part.sum(dim=(0, 3)).reshape(-1),
+    )
+    return du, ddt, grads
+
+
+# ----------------------------------------------------------------------------------------
+# autograd and public entry points
+# ----------------------------------------------------------------------------------------
+def _planes(t: Tensor, plane_dims: int, length: int) -> Tensor:
+    """``t`` if its leading-per-plane dim holds packed planes of ``length`` elements (the last
+    ``plane_dims`` dims row-major, the dim before them ``length`` apart), else a packed copy."""
+    expected = 1
+    for dim in range(t.dim() - 1, t.dim() - 1 - plane_dims, -1):
+        if t.size(dim) > 1 and t.stride(dim) != expected:
+            return t.contiguous()
+        expected *= t.size(dim)
+    ch = t.dim() - 1 - plane_dims
+    if t.size(ch) > 1 and t.stride(ch) != length:
+        return t.contiguous()
+    return t
+
+
+def _params(A: Tensor, D: Optional[Tensor], bias: Optional[Tensor]) -> Tuple[Tensor, Optional[Tensor], Optional[Tensor]]:
+    A2 = (A.detach().float() * LOG2E).contiguous()
+    D32 = None if D is None else D.detach().float().contiguous()
+    b32 = None if bias is None else bias.detach().float().contiguous()
+    return A2, D32, b32
+
+
+def _check_float(*ts: Tensor) -> None:
+    for t in ts:
+        if t is not None and t.dtype not in (torch.float32, torch.float16, torch.bfloat16):
+            raise TypeError(f"the Triton scan takes float32, float16 or bfloat16 tensors, got {t.dtype}")
+
+
+def _operands_1d(u, delta, A, B, C, D, bias, groups: int) -> _Tensors:
+    batch, gd, length = u.shape
+    d = gd // groups
+    A2, D32, b32 = _params(A, D, bias)
+    return _Tensors(
+        u, delta, A2, B, C, D32, b32,
+        su=(u.stride(0), d * length), sd=(delta.stride(0), d * length),
+        sB=(B.stride(0), B.stride(1)), sC=(C.stride(0), C.stride(1)),
+        sy=(gd * length, d * length),
+    )
+
+
+def _operands_2d(u, delta, A, B, C, D, bias) -> _Tensors:
+    batch, d, h, w = u.shape
+    A2, D32, b32 = _params(A, D, bias)
+    return _Tensors(
+        u, delta, A2, B, C, D32, b32,
+        su=(u.stride(0), 0), sd=(delta.stride(0), delta.stride(1)),
+        sB=(B.stride(0), B.stride(1)), sC=(C.stride(0), C.stride(1)),
+        sy=(d * h * w, 0),
+    )
+
+
+def _finish_grads(ctx, p: Problem, du, ddt, g, u, delta, A, B, C, D, bias):
+    need = ctx.needs_input_grad
+    return (
+        du.to(u.dtype).view(u.shape) if need[0] else None,
+        ddt.view(delta.shape) if need[1] else None,
+        g["dA"].to(A.dtype) if need[2] else None,
+        g["dB"].view(B.shape).to(B.dtype) if need[3] else None,
+        g["dC"].view(C.shape).to(C.dtype) if need[4] else None,
+        g["dD"].to(D.dtype) if (D is not None and need[5]) else None,
+        g["dbias"].to(bias.dtype) if (bias is not None and need[6]) else None,
+        None,
+    )
+
+
+def _zero_grads(u, delta, A, B, C, D, bias):
+    z = torch.zeros_like
+    return (z(u), z(delta), z(A), z(B), z(C), None if D is None else z(D), None if bias is None else z(bias), None)
+
+
+class _Scan1D(torch.autograd.Function):
+    """Autograd for :func:`selective_scan_triton` (1-D contract)."""
+
+    @staticmethod
+    def forward(ctx, u, delta, A, B, C, D, delta_bias, delta_softplus):  # type: ignore[override]
+        _check_float(u, delta, A, B, C, D, delta_bias)
+        batch, gd, length = u.shape
+        groups, n = B.shape[1], A.shape[1]
+        u, delta = _planes(u, 1, length), _planes(delta, 1, length)
+        B, C = _planes(B, 1, length), _planes(C, 1, length)
+        p = Problem(
+            batch=batch, K=groups, D=gd // groups, N=n, length=length,
+            orients=(Orientation(tuple(range(groups)), outer=1, inner=length, so=0, si=1, seg_fast=False),),
+            rev_from=groups, u_shared=False, softplus=bool(delta_softplus),
+        )
+        p = _finish(p, u.device)
+        y = torch.empty(batch, gd, length, device=u.device, dtype=torch.float32)
+        hstart = dsum = y
+        if length > 0 and batch > 0:
+            hstart, dsum = scan_forward(p, _operands_1d(u, delta, A, B, C, D, delta_bias, groups), y)
+        ctx.problem = p
+        ctx.save_for_backward(u, delta, A, B, C, D, delta_bias, hstart, dsum)
+        return y
+
+    @staticmethod
+    def backward(ctx, dy):  # type: ignore[override]
+        u, delta, A, B, C, D, bias, hstart, dsum = ctx.saved_tensors
+        p: Problem = ctx.problem
+        if p.length == 0 or p.batch == 0:
+            return _zero_grads(u, delta, A, B, C, D, bias)
+        T = _operands_1d(u, delta, A, B, C, D, bias, p.K)
+        du, ddt, g = scan_backward(p, T, dy.float().contiguous(), hstart, dsum, T.sd)
+        return _finish_grads(ctx, p, du, ddt, g, u, delta, A, B, C, D, bias)
+
+
+class _Scan2D(torch.autograd.Function):
+    """Autograd for :func:`selective_scan_2d_triton` (fused cross-scan / merge)."""
+
+    @staticmethod
+    def forward(ctx, u, delta, A, B, C, D, delta_bias, delta_softplus):  # type: ignore[override]
+        _check_float(u, delta, A, B, C, D, delta_bias)
+        batch, d, h, w = u.shape
+        k, n = delta.shape[1], A.shape[1]
+        if k not in (1, 2, 4):
+            raise ValueError(f"the fused 2-D scan takes 1, 2 or 4 routes, got {k}")
+        L = h * w
+        u, delta, B, C = _planes(u, 2, L), _planes(delta, 2, L), _planes(B, 2, L), _planes(C, 2, L)
+        rows = Orientation(tuple(r for r in (0, 2) if r < k), outer=h, inner=w, so=w, si=1, seg_fast=False)
+        cols = Orientation(tuple(r for r in (1, 3) if r < k), outer=w, inner=h, so=1, si=w, seg_fast=True)
+        p = Problem(
+            batch=batch, K=k, D=d, N=n, length=L, orients=(rows, cols) if k >= 2 else (rows,),
+            rev_from=2 if k == 4 else k, u_shared=True, softplus=bool(delta_softplus),
+        )
+        p = _finish(p, u.device)
+        y = torch.empty(batch, d, h, w, device=u.device, dtype=torch.float32)
+        hstart = dsum = y
+        if L > 0 and batch > 0:
+            hstart, dsum = scan_forward(p, _operands_2d(u, delta, A, B, C, D, delta_bias), y)
+        ctx.problem = p
+        ctx.save_for_backward(u, delta, A, B, C, D, delta_bias, hstart, dsum)
+        return y
+
+    @staticmethod
+    def backward(ctx, dy):  # type: ignore[override]
+        u, delta, A, B, C, D, bias, hstart, dsum = ctx.saved_tensors
+        p: Problem = ctx.problem
+        if p.length == 0 or p.batch == 0:
+            return _zero_grads(u, delta, A, B, C, D, bias)
+        T = _operands_2d(u, delta, A, B, C, D, bias)
+        du, ddt, g = scan_backward(p, T, dy.float().contiguous(), hstart, dsum, T.sd)
+        return _finish_grads(ctx, p, du, ddt, g, u, delta, A, B, C, D, bias)
+
+
+def selective_scan_triton(
+    u: Tensor,
+    delta: Tensor,
+    A: Tensor,
+    B: Tensor,
+    C: Tensor,
+    D: Optional[Tensor] = None,
+    delta_bias: Optional[Tensor] = None,
+    delta_softplus: bool = True,
+) -> Tensor:
+    """Selective scan, 1-D contract, Triton kernels with autograd.
+
+    u, delta: (B, G*D, L); A: (G*D, N); B, C: (B, G, N, L); D, delta_bias: (G*D,).
+    delta <- softplus(delta + delta_bias); h_t = exp(delta_t A) h_{t-1} + delta_t u_t B_t;
+    y_t = C_t . h_t + D u_t. Returns y (B, G*D, L) float32. Inputs fp32/fp16/bf16.
+    """
+    return _Scan1D.apply(u, delta, A, B, C, D, delta_bias, delta_softplus)
+
+
+def selective_scan_2d_triton(
+    u: Tensor,
+    delta: Tensor,
+    A: Tensor,
+    B: Tensor,
+    C: Tensor,
+    D: Optional[Tensor] = None,
+    delta_bias: Optional[Tensor] = None,
+    delta_softplus: bool = True,
+) -> Tensor:
+    """CrossScan -> selective scan -> CrossMerge in fused Triton kernels, with autograd.
+
+    u: (B, D, H, W); delta: (B, K, D, H, W); A: (K*D, N); B, C: (B, K, N, H, W);
+    D, delta_bias: (K*D,); K in {1, 2, 4} (route order of :mod:`diffmf.ops.cross_scan`).
+    Returns the merged output (B, D, H, W) float32. Inputs fp32/fp16/bf16.
+    """
+    return _Scan2D.apply(u, delta, A, B, C, D, delta_bias, delta_softplus)
