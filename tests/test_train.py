@@ -15,6 +15,15 @@ from diffmf.engine.trainer import Trainer, params_digest
 REPO = Path(__file__).resolve().parents[1]
 
 
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """Tiny tensors run faster on one thread (and do not fight other processes for cores)."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
 @pytest.fixture(scope="module")
 def pairs_root(tmp_path_factory):
     return make_synthetic_pairs(tmp_path_factory.mktemp("syn"), n=6, size=(24, 28))
@@ -26,16 +35,27 @@ def tiny(out: Path, root: Path, *extra: str):
                                        "train.image_every=0", "train.tensorboard=false", *extra])
 
 
-def test_thirty_steps_lower_the_loss_and_validate(tmp_path, pairs_root):
-    cfg = tiny(tmp_path / "run", pairs_root, "train.steps=30", "optim.lr=2e-3", "val.every=30", "val.max_images=1",
+# Tiled fusion (48x56 image, 32-pixel tiles, 16-pixel blended overlaps) vs whole-image fusion
+# with the network trained below, in [0, 1] units: the documented tolerance.
+TILE_MEAN_TOL, TILE_MAX_TOL = 0.005, 0.03
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory, pairs_root):
+    out = tmp_path_factory.mktemp("trained") / "run"
+    cfg = tiny(out, pairs_root, "train.steps=30", "optim.lr=2e-3", "val.every=30", "val.max_images=1",
                f"val.roots=[{pairs_root}]", "train.image_every=30")
     trainer = Trainer(cfg)
     summary = trainer.fit()
+    return trainer, summary, out
+
+
+def test_thirty_steps_lower_the_loss_and_validate(trained):
+    trainer, summary, out = trained
     losses = [h["loss"] for h in trainer.history]
     assert len(losses) == 30 and all(torch.isfinite(torch.tensor(losses)))
     first, last = sum(losses[:5]) / 5, sum(losses[-5:]) / 5
     assert last < 0.9 * first, f"loss did not go down: {first:.4f} -> {last:.4f}"
-    out = tmp_path / "run"
     assert summary["step"] == 30 and not summary["stopped"]
     for name in ("train.log", "config.yaml", "scalars.jsonl", "weights.safetensors", "models/30_G.safetensors",
                  "checkpoints/latest.pt", "checkpoints/step_00000030.pt", "final_state.json"):
@@ -45,6 +65,19 @@ def test_thirty_steps_lower_the_loss_and_validate(tmp_path, pairs_root):
     assert val and val[0]["step"] == 30 and all(k in val[0] for k in ("val/SD", "val/MI", "val/VIF", "val/AG"))
     assert list((out / "samples").glob("*.png"))
     assert "step 30/30" in (out / "train.log").read_text()
+
+
+def test_tiled_fusion_of_the_trained_network_matches_whole_images(trained):
+    from diffmf.data.synthetic import synthetic_pair
+    from diffmf.engine.fuse import Fuser
+
+    model = trained[0].model.eval()
+    ir, vi = (torch.from_numpy(a)[None, None] for a in synthetic_pair(48, 56, 5, rgb=False))
+    whole = Fuser(model).fuse_y(ir, vi)
+    tiled = Fuser(model, tile=32, tile_overlap=16).fuse_y(ir, vi)
+    diff = (whole - tiled).abs()
+    assert whole.std() > 0.05  # the trained network's output depends on its input
+    assert diff.mean() < TILE_MEAN_TOL and diff.max() < TILE_MAX_TOL, (diff.mean().item(), diff.max().item())
 
 
 def _states(run: Path):

@@ -7,7 +7,6 @@ import sys
 import time
 from pathlib import Path
 
-import pytest
 
 from diffmf.data.synthetic import make_synthetic_pairs
 from diffmf.engine.checkpoint import load_checkpoint

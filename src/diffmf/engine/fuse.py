@@ -59,7 +59,8 @@ class Fuser:
     Args:
         model: DIFF-MF (``model(ir, vi) -> fused``), put in eval mode.
         tile: fuse in ``tile x tile`` windows when an image side exceeds it (0: whole images).
-        tile_overlap: minimum overlap of neighbouring windows (blended with cosine ramps).
+        tile_overlap: minimum overlap of neighbouring windows (blended with cosine ramps); at most
+            ``tile // 2`` is used. The out-of-memory fall-back uses ``min(tile_overlap, tile // 4)``.
         amp: autocast to bf16 (fp16 where bf16 is unsupported) on CUDA; ignored on the CPU.
     """
 
@@ -71,6 +72,7 @@ class Fuser:
         self.amp = bool(amp) and self.device.type == "cuda"
         config = getattr(model, "config", None)
         self.multiple = int(getattr(config, "pad_multiple", 1) or 1)
+        self.oom_tiles: Tuple[int, ...] = OOM_TILES  # tile sizes tried, in order, after an out-of-memory error
 
     @classmethod
     def from_weights(cls, weights: Optional[Union[str, Path]] = None, device: str = "auto", **kwargs: Any) -> "Fuser":
@@ -109,13 +111,13 @@ class Fuser:
         vi = vi.to(self.device, torch.float32)
         H, W = ir.shape[-2:]
         if self.tile and max(H, W) > self.tile:
-            return tiled_apply(self._run, ir, vi, self.tile, min(self.tile_overlap, self.tile - 1))
+            return tiled_apply(self._run, ir, vi, self.tile, min(self.tile_overlap, self.tile // 2))
         try:
             return self._run(ir, vi)
         except Exception as exc:  # noqa: BLE001 - only out-of-memory is handled
             if not _is_oom(exc):
                 raise
-        for tile in OOM_TILES:
+        for tile in self.oom_tiles:
             if tile >= max(H, W):
                 continue
             self._free()
@@ -125,7 +127,7 @@ class Fuser:
             except Exception as exc:  # noqa: BLE001
                 if not _is_oom(exc):
                     raise
-        raise MemoryError(f"out of memory fusing a {W}x{H} image even in {OOM_TILES[-1]}-pixel tiles")
+        raise MemoryError(f"out of memory fusing a {W}x{H} image even in {self.oom_tiles[-1]}-pixel tiles")
 
     def _free(self) -> None:
         if self.device.type == "cuda":

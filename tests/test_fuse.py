@@ -1,0 +1,188 @@
+"""diffmf fuse: sizes, colour, file formats, failures, no-overwrite, tiling, OOM fall-back, Python API."""
+import logging
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+import diffmf
+from diffmf.cli.main import main as cli
+from diffmf.data.color import rgb_to_ycbcr
+from diffmf.data.synthetic import synthetic_pair
+from diffmf.engine.checkpoint import export_weights
+from diffmf.engine.fuse import Fuser
+from diffmf.engine.tiling import tile_starts, tiled_apply
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = Path(os.environ.get("DIFFMF_SHARED", REPO.parent / "shared"))
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """Tiny tensors run faster on one thread (and do not fight other processes for cores)."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+# Tiled vs whole-image fusion of a trained network (with its tolerance): tests/test_train.py.
+
+
+@pytest.fixture(scope="module")
+def model():
+    from diffmf.model import build_model
+
+    torch.manual_seed(0)
+    return build_model("diffmf_tiny").eval()
+
+
+@pytest.fixture(scope="module")
+def weights(model, tmp_path_factory):
+    return export_weights(model, tmp_path_factory.mktemp("w") / "tiny.safetensors")
+
+
+def u8(a):
+    return np.clip(np.rint(a * 255), 0, 255).astype(np.uint8)
+
+
+def write_pair(folder: Path, name: str, h: int, w: int, *, rgb=True, seed=0, vi_ext=".png"):
+    ir, vi = synthetic_pair(h, w, seed, rgb)
+    vi = 0.35 + 0.3 * vi  # moderate colours: no clipping when the chroma is restored
+    (folder / "ir").mkdir(parents=True, exist_ok=True)
+    (folder / "vi").mkdir(parents=True, exist_ok=True)
+    Image.fromarray(u8(ir)).save(folder / "ir" / f"{name}.png")
+    Image.fromarray(u8(vi)).save(folder / "vi" / f"{name}{vi_ext}")
+    return folder / "ir" / f"{name}.png", folder / "vi" / f"{name}{vi_ext}"
+
+
+def test_odd_sizes_and_rgb_colour_from_the_visible_image(tmp_path, weights):
+    ir, vi = write_pair(tmp_path / "in", "odd", 23, 37)
+    out = tmp_path / "out"
+    assert cli(["fuse", "--ir", str(ir), "--vi", str(vi), "-o", str(out), "--weights", str(weights), "--quiet"]) == 0
+    fused = Image.open(out / "odd.png")
+    assert fused.size == (37, 23) and fused.mode == "RGB"
+    f = rgb_to_ycbcr(np.asarray(fused) / 255.0)
+    v = rgb_to_ycbcr(np.asarray(Image.open(vi)) / 255.0)
+    np.testing.assert_allclose(f[..., 1:], v[..., 1:], atol=2.5 / 255)  # Cb, Cr kept (8-bit rounding)
+    assert cli(["fuse", "--ir", str(ir), "--vi", str(vi), "-o", str(tmp_path / "g.png"), "--weights", str(weights), "--gray"]) == 0
+    assert Image.open(tmp_path / "g.png").mode == "L"
+
+
+def test_folder_with_16bit_tiff_gray_visible_and_failures(tmp_path, weights, caplog):
+    src = tmp_path / "in"
+    write_pair(src, "good_rgb", 20, 24, seed=1, vi_ext=".jpg")
+    write_pair(src, "gray_vi", 20, 24, rgb=False, seed=2)
+    # 16-bit thermal TIFF with a gray visible partner
+    Image.fromarray((np.random.default_rng(3).random((18, 22)) * 65535).astype(np.uint16)).save(src / "ir" / "thermal16.tif")
+    Image.fromarray(np.full((18, 22), 120, np.uint8)).save(src / "vi" / "thermal16.png")
+    # failures: missing partner, corrupt file, size mismatch
+    Image.fromarray(np.zeros((20, 24), np.uint8)).save(src / "ir" / "lonely.png")
+    write_pair(src, "corrupt", 20, 24)
+    (src / "vi" / "corrupt.png").write_bytes(b"not an image at all")
+    write_pair(src, "mismatch", 20, 24)
+    Image.fromarray(np.zeros((21, 24), np.uint8)).save(src / "ir" / "mismatch.png")
+    out = tmp_path / "out"
+    with caplog.at_level(logging.INFO):
+        rc = cli(["fuse", "--ir", str(src / "ir"), "--vi", str(src / "vi"), "-o", str(out), "--weights", str(weights)])
+    assert rc == 1
+    assert sorted(p.name for p in out.iterdir()) == ["good_rgb.jpg", "gray_vi.png", "thermal16.png"]
+    assert Image.open(out / "good_rgb.jpg").mode == "RGB" and Image.open(out / "gray_vi.png").mode == "L"
+    assert Image.open(out / "thermal16.png").size == (22, 18)
+    text = caplog.text
+    assert "3 failure(s)" in text
+    assert "lonely.png: no visible image with the same name" in text
+    assert "corrupt.png: cannot read image" in text
+    assert "size mismatch" in text and "mismatch.png is 24x21" in text
+
+
+def test_never_overwrites_inputs(tmp_path, weights):
+    ir, vi = write_pair(tmp_path, "x", 16, 16)
+    before = vi.read_bytes()
+    args = ["fuse", "--ir", str(tmp_path / "ir"), "--vi", str(tmp_path / "vi"), "--weights", str(weights)]
+    assert cli(args + ["-o", str(tmp_path / "vi")]) == 2
+    assert cli(["fuse", "--ir", str(ir), "--vi", str(vi), "-o", str(vi), "--weights", str(weights)]) == 2
+    assert cli(["fuse", "--ir", str(ir), "--vi", str(vi), "-o", str(tmp_path / "vi"), "--weights", str(weights)]) == 2
+    assert vi.read_bytes() == before
+
+
+def test_missing_default_weights_is_explained(tmp_path, caplog):
+    from diffmf.weights import DEFAULT, REGISTRY
+
+    if REGISTRY[DEFAULT].path.is_file():
+        pytest.skip("the default weights are installed")
+    ir, vi = write_pair(tmp_path, "x", 16, 16)
+    assert cli(["fuse", "--ir", str(ir), "--vi", str(vi), "-o", str(tmp_path / "o")]) == 2
+    assert f"weights '{DEFAULT}' (the default) are not included" in caplog.text and "--weights" in caplog.text
+
+
+def test_tile_blending_is_exact_for_a_local_operation():
+    g = torch.Generator().manual_seed(0)
+    ir, vi = torch.rand(1, 1, 70, 53, generator=g), torch.rand(1, 1, 70, 53, generator=g)
+    fn = lambda a, b: 0.3 * a + 0.7 * b ** 2  # noqa: E731 - pointwise: tiles must reproduce it exactly
+    for kind in ("cosine", "linear"):
+        torch.testing.assert_close(tiled_apply(fn, ir, vi, 24, 8, kind), fn(ir, vi), rtol=0, atol=1e-6)
+    assert tile_starts(70, 24, 8) == [0, 16, 32, 46] and tile_starts(20, 24, 8) == [0]
+
+
+def test_out_of_memory_falls_back_to_tiles(model, caplog):
+    class Greedy(torch.nn.Module):  # runs out of "memory" above 32x32 pixels
+        def __init__(self, inner):
+            super().__init__()
+            self.inner, self.config = inner, inner.config
+
+        def forward(self, ir, vi):
+            if ir.shape[-1] * ir.shape[-2] > 32 * 32:
+                raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 1 GiB")
+            return self.inner(ir, vi)
+
+    fuser = Fuser(Greedy(model))
+    fuser.oom_tiles = (48, 32)  # 48-pixel tiles still fail, 32 fit
+    fuser_ok = Fuser(model, tile=32, tile_overlap=8)  # the fall-back's tiling
+    ir, vi = torch.rand(1, 1, 60, 52), torch.rand(1, 1, 60, 52)
+    with caplog.at_level(logging.WARNING):
+        out = fuser.fuse_y(ir, vi)
+    assert out.shape == (1, 1, 60, 52) and "retrying in 32-pixel tiles" in caplog.text
+    assert torch.equal(out, fuser_ok.fuse_y(ir, vi))
+
+
+def test_python_api_types(model):
+    ir, vi = synthetic_pair(20, 28, 7)
+    out = diffmf.fuse(u8(ir), u8(vi), model=model)
+    assert out.dtype == np.uint8 and out.shape == (20, 28, 3)
+    pil = diffmf.fuse(Image.fromarray(u8(ir)), Image.fromarray(u8(vi)), model=model)
+    assert isinstance(pil, Image.Image) and pil.mode == "RGB" and pil.size == (28, 20)
+    t = diffmf.fuse(torch.from_numpy(ir), torch.from_numpy(vi).permute(2, 0, 1), model=model)
+    assert isinstance(t, torch.Tensor) and t.shape == (3, 20, 28) and 0 <= float(t.min()) and float(t.max()) <= 1
+    g = diffmf.fuse(ir, vi, model=model, gray=True)
+    assert g.shape == (20, 28) and g.dtype == np.float32
+    np.testing.assert_allclose(np.asarray(pil, dtype=np.float64), out.astype(np.float64), atol=1)
+
+
+def test_authors_test_command(tmp_path, weights):
+    data = tmp_path / "dataset" / "test" / "VIF"
+    write_pair(data, "a", 16, 20)
+    models = tmp_path / "ckpt" / "models"
+    models.mkdir(parents=True)
+    (models / "48000_G.safetensors").write_bytes(Path(weights).read_bytes())
+    cmd = [sys.executable, str(REPO / "test_DIFFMF.py"), "--model_path=./ckpt", "--iter_number=48000", "--dataset=VIF",
+           "--A_dir=ir", "--B_dir=vi", "--device=cpu"]
+    proc = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert Image.open(tmp_path / "results" / "DIFFMF_VIF" / "a.png").size == (20, 16)
+
+
+@pytest.mark.skipif(not (SHARED / "data").is_dir(), reason=f"shared data not found at {SHARED / 'data'} (set DIFFMF_SHARED)")
+def test_medical_pet_colour_is_restored(tmp_path, model):
+    from diffmf.data import collect_pairs, read_image
+
+    pair = collect_pairs([SHARED / "data" / "test" / "Medical" / "MRI_PET"])[0]  # MRI -> ir slot, PET -> vi slot
+    mri, pet = read_image(pair.ir)[96:128, 96:128], read_image(pair.vi)[96:128, 96:128]  # a crop keeps it fast
+    assert mri.ndim == 2 and pet.shape == (32, 32, 3)
+    fused = diffmf.fuse(mri, pet, model=model)
+    assert fused.shape == (32, 32, 3)
+    np.testing.assert_allclose(rgb_to_ycbcr(fused)[..., 1:], rgb_to_ycbcr(pet)[..., 1:], atol=0.02)
