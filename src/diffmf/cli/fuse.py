@@ -1,9 +1,9 @@
-"""``diffmf fuse --ir PATH --vi PATH -o OUT``: fuse infrared / visible images (files or folders).
+"""`diffmf fuse --ir PATH --vi PATH -o OUT`: fuse infrared / visible images (files or folders).
 
 Files are paired by name (stem) when folders are given. Each output has the input's size and is
-named like the visible input (``--ext`` changes the format); an RGB visible image gives an RGB
-result with its own colour (Cb, Cr), ``--gray`` writes the fused luminance only. OUT is a file
-when ``--ir``/``--vi`` are files and OUT has an image extension, else a folder. Inputs are never
+named like the visible input (`--ext` changes the format); an RGB visible image gives an RGB
+result with its own colour (Cb, Cr), `--gray` writes the fused luminance only. OUT is a file
+when `--ir`/`--vi` are files and OUT has an image extension, else a folder. Inputs are never
 overwritten: an OUT that would write over an input is refused. Exit codes: 0 all pairs fused;
 1 some pairs failed (listed at the end; the others were written); 2 nothing done (bad
 arguments, missing weights, OUT would overwrite an input).
@@ -43,7 +43,7 @@ def _out_name(vi: Path, ext: str | None) -> str:
 
 
 def plan_jobs(ir: Path, vi: Path, out: Path, ext: str | None = None):
-    """``(jobs, missing)``: ``[(Pair, out_path)]`` to fuse and ``[(name, reason)]`` of files without a partner."""
+    """`(jobs, missing)`: `[(Pair, out_path)]` to fuse and `[(name, reason)]` of files without a partner."""
     from diffmf.data.io import IMAGE_EXTENSIONS
     from diffmf.data.pairs import Pair, pair_folders
 

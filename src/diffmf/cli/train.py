@@ -1,8 +1,8 @@
-"""``diffmf train CONFIG [--set key=value ...]``: train DIFF-MF from a YAML config.
+"""`diffmf train CONFIG [--set key=value ...]`: train DIFF-MF from a YAML config.
 
-CONFIG is a YAML file or the name of a shipped config (``diffmf_paper``, ``diffmf_tiny``).
+CONFIG is a YAML file or the name of a shipped config (`diffmf_paper`, `diffmf_tiny`).
 The same command runs on the CPU, one GPU, or K GPUs with
-``torchrun --nproc_per_node=K -m diffmf train CONFIG``. Exit codes: 0 finished,
+`torchrun --nproc_per_node=K -m diffmf train CONFIG`. Exit codes: 0 finished,
 130 interrupted (a checkpoint was written; run the same command again to resume), 2 bad config.
 """
 from __future__ import annotations
