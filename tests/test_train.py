@@ -109,11 +109,12 @@ def test_interrupted_and_resumed_run_is_bit_identical(tmp_path, pairs_root):
         if step == 4:
             trainer.request_stop()  # what the SIGINT/SIGTERM handler does
 
-    first = Trainer(tiny(tmp_path / "split", pairs_root, f"train.steps={steps}"), on_step=interrupt)
+    # The interrupted run uses data-loader workers (2, then 1): the data must not depend on them.
+    first = Trainer(tiny(tmp_path / "split", pairs_root, f"train.steps={steps}", "data.num_workers=2"), on_step=interrupt)
     s1 = first.fit()
     assert s1["stopped"] and s1["step"] == 4
     assert load_checkpoint(tmp_path / "split" / "checkpoints" / "latest.pt")["step"] == 4
-    second = Trainer(tiny(tmp_path / "split", pairs_root, f"train.steps={steps}"))  # train.resume=auto
+    second = Trainer(tiny(tmp_path / "split", pairs_root, f"train.steps={steps}", "data.num_workers=1"))  # resume=auto
     assert second.step == 4
     s2 = second.fit()
     assert s2["step"] == steps and not s2["stopped"]

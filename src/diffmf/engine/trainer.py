@@ -128,7 +128,11 @@ class Trainer:
         self.optimizer = build_optimizer(self.model, cfg.optim)
         self.scheduler = build_scheduler(self.optimizer, cfg.optim, cfg.train.steps)
         self.amp_dtype = resolve_amp(cfg.train.amp, self.device)
-        self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.amp_dtype == torch.float16)
+        use_scaler = self.amp_dtype == torch.float16
+        if hasattr(torch.amp, "GradScaler"):
+            self.scaler = torch.amp.GradScaler(self.device.type, enabled=use_scaler)
+        else:  # torch < 2.3
+            self.scaler = torch.cuda.amp.GradScaler(enabled=use_scaler and self.device.type == "cuda")
         self.loss_fn = FusionLoss(cfg.loss)
         self.net: nn.Module = self.model
         if cfg.train.compile:
@@ -136,8 +140,10 @@ class Trainer:
         if self.info.enabled:
             from torch.nn.parallel import DistributedDataParallel as DDP
 
+            # Ablation variants may leave modules unused: let DDP look for them there.
+            find_unused = cfg.train.find_unused_parameters or cfg.model.variant != "full"
             self.net = DDP(self.net, device_ids=[self.device.index] if self.device.type == "cuda" else None,
-                           find_unused_parameters=cfg.train.find_unused_parameters)
+                           find_unused_parameters=find_unused)
         # Per-rank randomness after the shared initialisation (e.g. drop-path masks).
         _seed_all(cfg.seed + 1000 * (self.info.rank + 1))
 
@@ -157,6 +163,7 @@ class Trainer:
         if cfg.val.every > 0 and (cfg.val.roots or cfg.val.dirs):
             self.val_pairs = collect_pairs(cfg.val.roots, [tuple(x) for x in cfg.val.dirs], strict=False)
 
+        self._loader: Optional[DataLoader] = None
         self.step = 0
         self.epoch = 0
         self.batch_in_epoch = 0
@@ -238,15 +245,18 @@ class Trainer:
         D.barrier()
 
     # ------------------------------------------------------------------ loop
-    def _loader(self) -> DataLoader:
-        d = self.cfg.data
+    def _epoch_iterator(self):
+        """An iterator over the rest of the current epoch (workers persist across epochs)."""
+        if self._loader is None:
+            d = self.cfg.data
+            # A private generator: iterating the loader must not consume the global RNG (exact resume).
+            gen = torch.Generator().manual_seed(self.cfg.seed * 7919)
+            self._loader = DataLoader(self.dataset, batch_size=self.batch_per_rank, sampler=self.sampler,
+                                      num_workers=d.num_workers, drop_last=True, pin_memory=self.device.type == "cuda",
+                                      generator=gen, persistent_workers=d.num_workers > 0)
         self.sampler.set_epoch(self.epoch)
         self.sampler.set_start(self.batch_in_epoch * self.batch_per_rank)
-        # A private generator: creating the loader must not consume the global RNG (exact resume).
-        gen = torch.Generator().manual_seed(self.cfg.seed * 7919 + self.epoch)
-        return DataLoader(self.dataset, batch_size=self.batch_per_rank, sampler=self.sampler, num_workers=d.num_workers,
-                          drop_last=True, pin_memory=self.device.type == "cuda", generator=gen,
-                          persistent_workers=False)
+        return iter(self._loader)
 
     def _autocast(self):
         if self.amp_dtype is None:
@@ -317,7 +327,7 @@ class Trainer:
         try:
             while self.step < total:
                 if it is None:
-                    it = iter(self._loader())
+                    it = self._epoch_iterator()
                 batch = next(it)
                 parts = self._train_step(batch)
                 self.step += 1
@@ -330,6 +340,10 @@ class Trainer:
                     self.on_step(self, self.step)
                 if self.step % cfg.train.log_every == 0 or self.step == total:
                     values = self._reduce(parts)
+                    if not np.isfinite(values["loss"]):
+                        raise FloatingPointError(
+                            f"non-finite loss at step {self.step} ({values}); stopping without writing a checkpoint. "
+                            f"Resume from {self.ckpt_dir / 'latest.pt'} with a lower optim.lr or train.amp=none")
                     dt = time.perf_counter() - t0
                     values["lr"] = self.optimizer.param_groups[0]["lr"]
                     values["pairs_per_s"] = pairs_seen / max(dt, 1e-9)
@@ -353,6 +367,7 @@ class Trainer:
                         stopped = True
                         break
             del it
+            self._loader = None  # shuts persistent workers down
             if self.step != last_saved:
                 self.save()
             digests = D.all_gather_objects(params_digest(self.model))
