@@ -198,6 +198,8 @@ def _as_float_image(x: Any, what: str) -> Tuple[np.ndarray, str, Any]:
     if isinstance(x, (str, Path)):
         return read_image(x), "path", None
     if isinstance(x, Image.Image):
+        if x.mode in ("1", "LA", "La"):
+            x = x.convert("L")
         img = x.convert("RGB") if x.mode not in ("L", "RGB", "I;16", "I", "F") else x
         if img.mode in ("I;16", "I"):
             return np.asarray(img, dtype=np.float32) / 65535.0, "pil", x.mode
