@@ -46,20 +46,26 @@ def child_env() -> dict:
 
 
 def run_logged(cmd, log_path: Path, timeout: float) -> int:
-    """Run ``cmd``, streaming its output to ``log_path`` and to our stdout."""
+    """Run ``cmd`` (output to ``log_path``), killing its whole process group after ``timeout`` s."""
+    import signal
+
     log.info("$ %s", " ".join(map(str, cmd)))
     with open(log_path, "w", encoding="utf-8") as f:
-        proc = subprocess.Popen(list(map(str, cmd)), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                                env=child_env(), cwd=REPO)
-        t0 = time.time()
-        for line in proc.stdout:
-            f.write(line)
-            sys.stdout.write(line)
-            if time.time() - t0 > timeout:
-                proc.kill()
-                f.write(f"killed after {timeout} s\n")
-                break
-        return proc.wait()
+        proc = subprocess.Popen(list(map(str, cmd)), stdout=f, stderr=subprocess.STDOUT, text=True, env=child_env(),
+                                cwd=REPO, start_new_session=True)
+        try:
+            rc = proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGTERM)  # the trainer checkpoints and exits on SIGTERM
+            try:
+                rc = proc.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                rc = proc.wait()
+            f.write(f"\nkilled after {timeout} s\n")
+    tail = log_path.read_text(encoding="utf-8", errors="replace").splitlines()[-15:]
+    sys.stdout.write("\n".join(tail) + "\n")
+    return rc
 
 
 # ----------------------------------------------------------------------------- worker
