@@ -33,7 +33,7 @@ import torch.nn as nn
 from torch.utils.data import DataLoader
 
 from diffmf.data.dataset import PairedImageDataset
-from diffmf.data.pairs import collect_pairs
+from diffmf.data.pairs import PairingError, collect_pairs
 from diffmf.data.sampler import ResumableSampler
 from diffmf.engine import distributed as D
 from diffmf.engine.checkpoint import export_weights, load_checkpoint, save_checkpoint, unwrap
@@ -101,6 +101,13 @@ class Trainer:
         self.info = D.env_dist_info()
         self.device = D.resolve_device(cfg.train.device, self.info)
         D.init_distributed(self.device, self.info)
+        # Data first: a wrong path fails before anything is written.
+        d = cfg.data
+        try:
+            self.dataset = PairedImageDataset(d.roots, [tuple(x) for x in d.dirs], crop_size=d.crop_size,
+                                              augment=d.augment, stretch16=d.stretch16, strict=d.strict)
+        except PairingError as exc:
+            raise PairingError(f"training data (data.roots / data.dirs): {exc}") from None
         self.out_dir = Path(cfg.out_dir)
         self.ckpt_dir = self.out_dir / "checkpoints"
         self._log_handler = None
@@ -147,10 +154,7 @@ class Trainer:
         # Per-rank randomness after the shared initialisation (e.g. drop-path masks).
         _seed_all(cfg.seed + 1000 * (self.info.rank + 1))
 
-        # Data.
         d = cfg.data
-        self.dataset = PairedImageDataset(d.roots, [tuple(x) for x in d.dirs], crop_size=d.crop_size, augment=d.augment,
-                                          stretch16=d.stretch16, strict=d.strict)
         if d.batch_size % self.info.world_size:
             raise ValueError(f"data.batch_size {d.batch_size} is the global batch; it must be divisible by the "
                              f"{self.info.world_size} processes")
@@ -161,7 +165,10 @@ class Trainer:
             raise ValueError(f"{len(self.dataset)} training pairs are fewer than one batch of {d.batch_size}")
         self.val_pairs = []
         if cfg.val.every > 0 and (cfg.val.roots or cfg.val.dirs):
-            self.val_pairs = collect_pairs(cfg.val.roots, [tuple(x) for x in cfg.val.dirs], strict=False)
+            try:
+                self.val_pairs = collect_pairs(cfg.val.roots, [tuple(x) for x in cfg.val.dirs], strict=False)
+            except PairingError as exc:
+                raise PairingError(f"validation data (val.roots / val.dirs): {exc}") from None
 
         self._loader: Optional[DataLoader] = None
         self.step = 0
