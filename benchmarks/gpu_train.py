@@ -17,7 +17,11 @@ CPU smoke test (what the test-suite machine can do)::
     PYTHONPATH=src python3 benchmarks/gpu_train.py --synthetic --preset diffmf_tiny --device cpu \
         --steps 4 --warmup 1 --batch 4 --crop 32 --out out/smoke
 
-Phases: ``single`` (1 process), ``ddp`` (``torchrun --nproc_per_node=--nproc``), ``fuse``.
+Phases: ``single`` (1 process), ``ddp`` (``torchrun --nproc_per_node=--nproc``; skipped with a
+warning when fewer GPUs are visible), ``fuse`` (with the weights of the single run, else the ddp
+run). Each training run stops after ``--max-minutes`` (default 2.5) even if ``--steps`` are not
+done, so the three phases fit in about 8 minutes; run them in separate calls with ``--phases``
+when needed (outputs of earlier phases in the same ``--out`` are reused by ``fuse``).
 """
 from __future__ import annotations
 
@@ -203,8 +207,9 @@ def main(argv=None) -> int:
     p.add_argument("--amp", default="auto", help="auto | bf16 | fp16 | none")
     p.add_argument("--device", default="auto")
     p.add_argument("--nproc", type=int, default=2, help="processes for the ddp phase")
-    p.add_argument("--max-minutes", type=float, default=4.0, help="stop a training run after this long")
-    p.add_argument("--timeout", type=float, default=540.0, help="kill a phase after this many seconds")
+    p.add_argument("--max-minutes", type=float, default=2.5,
+                   help="stop a training run after this long (it still writes its results)")
+    p.add_argument("--timeout", type=float, default=330.0, help="kill a phase after this many seconds")
     p.add_argument("--set", nargs="+", action="extend", default=[], metavar="KEY=VALUE", help="extra config overrides")
     p.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--run-dir", help=argparse.SUPPRESS)
@@ -246,6 +251,13 @@ def main(argv=None) -> int:
         rc = run_logged([sys.executable, me, "--worker", "--out", out, "--run-dir", run, *common], out / "single.log", args.timeout)
         results["single"] = json.loads((run / "bench.json").read_text()) if (run / "bench.json").is_file() else {"returncode": rc}
         rc_all |= rc
+    if "ddp" in args.phases and args.device in ("auto", "cuda") and _cuda():
+        import torch
+
+        if torch.cuda.device_count() < args.nproc:
+            log.warning("ddp phase skipped: %d GPU(s) visible, --nproc %d", torch.cuda.device_count(), args.nproc)
+            results[f"ddp{args.nproc}"] = {"skipped": f"{torch.cuda.device_count()} GPU(s) visible"}
+            args.phases = [ph for ph in args.phases if ph != "ddp"]
     if "ddp" in args.phases:
         run = out / f"ddp{args.nproc}"
         cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={args.nproc}", me,
