@@ -31,8 +31,12 @@ logger = logging.getLogger(__name__)
 
 LOG2E = 1.4426950408889634
 SEGLEN_ENV = "DIFFMF_TRITON_SEGLEN"  # force the segment length (tests, benchmarks)
-LAYOUT_ENV = "DIFFMF_TRITON_LAYOUT"  # "dpt,ns,warps" for the sweeps (benchmarks)
+LAYOUT_FWD_ENV = "DIFFMF_TRITON_LAYOUT_FWD"  # "dpt,ns,warps,prefetch" (benchmarks)
+LAYOUT_BWD_ENV = "DIFFMF_TRITON_LAYOUT_BWD"
 MIN_SEGLEN = 128  # shortest segment on a GPU: fewer segments, less carry traffic
+# Interpreter only (tests): None = prefetch in the forward-type sweeps, not in the backward
+# ones (as the GPU defaults); True/False force one code path everywhere.
+INTERPRET_PREFETCH: Optional[bool] = None
 
 
 def _pow2(x: int) -> int:
@@ -99,18 +103,30 @@ def _sm_count(device: torch.device) -> int:
     return 4
 
 
+def _parse_layout(text: str) -> Tuple[int, int, int, bool]:
+    dpt, ns, warps, prefetch = (int(v) for v in text.split(","))
+    return dpt, ns, warps, bool(prefetch)
+
+
 def _layout(D: int, N: int, backward: bool, seg_fast: bool, interpret: bool) -> Layout:
-    """Lane layout of a sweep (see :mod:`.kernels`)."""
+    """Lane layout of a sweep (see :mod:`.kernels`).
+
+    Defaults (chosen from the sm_90 register/instruction counts of the compiled loops, see
+    docs/benchmarks.md): forward-type sweeps 2 channels x all states per lane; the two
+    backward sweeps 2 channels x half the states (their D- and N-reductions and extra
+    accumulators need the registers). Override with ``DIFFMF_TRITON_LAYOUT_FWD`` /
+    ``DIFFMF_TRITON_LAYOUT_BWD`` = "dpt,state_groups,warps,prefetch" (benchmarks)."""
     np_ = _pow2(N)
     if interpret:  # the interpreter runs programs one by one in numpy: few, wide programs
         ns = 2 if (backward and np_ >= 2) else 1
         dpt = 2 if D >= 2 else 1
         cg = min(_pow2(-(-D // dpt)), 4)  # D > 8 exercises the channel-block partial sums
-        return Layout(dpt=dpt, npt=np_ // ns, sg=16, cg=cg, ns=ns, num_warps=1)
-    dpt, ns, warps = 4, (2 if backward else 1), 4
-    override = os.environ.get(LAYOUT_ENV)
+        prefetch = (not backward) if INTERPRET_PREFETCH is None else INTERPRET_PREFETCH
+        return Layout(dpt=dpt, npt=np_ // ns, sg=16, cg=cg, ns=ns, num_warps=1, prefetch=prefetch)
+    dpt, ns, warps, prefetch = (2, 2, 4, False) if backward else (2, 1, 4, True)
+    override = os.environ.get(LAYOUT_BWD_ENV if backward else LAYOUT_FWD_ENV)
     if override:
-        dpt, ns, warps = (int(v) for v in override.split(","))
+        dpt, ns, warps, prefetch = _parse_layout(override)
     ns = min(ns, np_)
     dpt = min(dpt, _pow2(D))
     lanes = 32 * warps
@@ -118,7 +134,7 @@ def _layout(D: int, N: int, backward: bool, seg_fast: bool, interpret: bool) -> 
     if seg_fast and not backward:  # coalescing: at least 8 adjacent columns per warp
         cg = min(cg, max(1, 32 // (8 * ns)) * warps)
     sg = lanes // (cg * ns)
-    return Layout(dpt=dpt, npt=np_ // ns, sg=sg, cg=cg, ns=ns, num_warps=warps)
+    return Layout(dpt=dpt, npt=np_ // ns, sg=sg, cg=cg, ns=ns, num_warps=warps, prefetch=prefetch)
 
 
 def _seglen(o: Orientation, p: "Problem", lanes_per_seg: int, device: torch.device, interpret: bool) -> int:

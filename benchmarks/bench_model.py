@@ -1,0 +1,150 @@
+"""Whole-network benchmark of DIFF-MF (``diffmf.build_model(preset)``) on a CUDA GPU.
+
+* Latency of fusing one pair (batch 1, bf16 autocast, inference mode) at 640x480 and
+  1024x768: median over repeats after warm-up (CUDA events), with peak GPU memory.
+* Scaling from 256x256 to 2048x2048: time and peak memory, and their ratios to the 256x256
+  run next to the pixel-count ratio (linear scaling means the ratios match).
+* Training throughput: pairs/s of full steps (forward, the paper's loss, backward, AdamW
+  step) on 128x128 crops, batch 16, bf16 autocast.
+
+The active selective-scan backend is reported (``auto`` picks Triton on CUDA). Prints a table;
+``--out DIR`` writes ``bench_model.json``.
+
+    PYTHONPATH=src python3 benchmarks/bench_model.py --out results/
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import sys
+import time
+from typing import Dict, List
+
+import torch
+
+import diffmf
+from diffmf.ops.dispatch import get_backend, resolve_backend
+
+
+def time_ms(fn, reps: int, warmup: int) -> List[float]:
+    for _ in range(warmup):
+        fn()
+    torch.cuda.synchronize()
+    out = []
+    for _ in range(reps):
+        s, e = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        s.record()
+        fn()
+        e.record()
+        torch.cuda.synchronize()
+        out.append(s.elapsed_time(e))
+    return out
+
+
+def fuse_latency(model, h: int, w: int, dev, reps: int, warmup: int) -> Dict:
+    ir = torch.rand(1, 1, h, w, device=dev)
+    vi = torch.rand(1, 1, h, w, device=dev)
+
+    def run():
+        with torch.inference_mode(), torch.autocast("cuda", dtype=torch.bfloat16):
+            model(ir, vi)
+
+    run()  # compile / allocate
+    torch.cuda.synchronize()
+    torch.cuda.reset_peak_memory_stats()
+    t = time_ms(run, reps, warmup)
+    return dict(h=h, w=w, ms=statistics.median(t), ms_min=min(t), peak_mem_MiB=torch.cuda.max_memory_allocated() / 2**20)
+
+
+def train_throughput(model, dev, batch: int, crop: int, steps: int, warmup: int) -> Dict:
+    from diffmf.losses import FusionLoss
+
+    loss_fn = FusionLoss()
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
+    model.train()
+    ir = torch.rand(batch, 1, crop, crop, device=dev)
+    vi = torch.rand(batch, 1, crop, crop, device=dev)
+
+    def step():
+        with torch.autocast("cuda", dtype=torch.bfloat16):
+            fused = model(ir, vi)
+        loss, _ = loss_fn(fused, ir, vi)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+
+    torch.cuda.reset_peak_memory_stats()
+    t = time_ms(step, steps, warmup)
+    ms = statistics.median(t)
+    model.eval()
+    return dict(batch=batch, crop=crop, ms_per_step=ms, pairs_per_s=batch / (ms * 1e-3),
+                peak_mem_MiB=torch.cuda.max_memory_allocated() / 2**20)
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--preset", default="diffmf_paper")
+    ap.add_argument("--latency", default="480x640,768x1024", help="HxW list for the fuse latency")
+    ap.add_argument("--scaling", default="256x256,512x512,1024x1024,2048x2048")
+    ap.add_argument("--reps", type=int, default=10)
+    ap.add_argument("--warmup", type=int, default=3)
+    ap.add_argument("--train-batch", type=int, default=16)
+    ap.add_argument("--train-crop", type=int, default=128)
+    ap.add_argument("--train-steps", type=int, default=20)
+    ap.add_argument("--skip-train", action="store_true")
+    ap.add_argument("--out", default=None)
+    args = ap.parse_args(argv)
+    import triton
+
+    dev = torch.device("cuda")
+    torch.backends.cudnn.benchmark = True
+    model = diffmf.build_model(args.preset).to(dev).eval()
+    info = dict(
+        gpu=torch.cuda.get_device_name(), torch=torch.__version__, triton=triton.__version__,
+        python=platform.python_version(), date=time.strftime("%Y-%m-%d"), preset=args.preset,
+        params=sum(p.numel() for p in model.parameters()),
+        scan_backend=f"{get_backend()} -> {resolve_backend(dev)}",
+        command="PYTHONPATH=src python3 benchmarks/bench_model.py " + " ".join(argv if argv is not None else sys.argv[1:]),
+    )
+    print(info, flush=True)
+    out: Dict = dict(info=info, latency=[], scaling=[], train=None)
+    print(f"{'fuse (bf16, batch 1)':>22s} {'ms':>9s} {'peak MiB':>9s}")
+    for shape in args.latency.split(","):
+        h, w = (int(v) for v in shape.split("x"))
+        r = fuse_latency(model, h, w, dev, args.reps, args.warmup)
+        out["latency"].append(r)
+        print(f"{f'{w}x{h}':>22s} {r['ms']:9.2f} {r['peak_mem_MiB']:9.0f}", flush=True)
+    print(f"{'scaling':>22s} {'ms':>9s} {'peak MiB':>9s} {'px ratio':>9s} {'t ratio':>8s} {'mem ratio':>9s}")
+    base = None
+    for shape in args.scaling.split(","):
+        h, w = (int(v) for v in shape.split("x"))
+        try:
+            r = fuse_latency(model, h, w, dev, max(3, args.reps // 2), 1)
+        except torch.cuda.OutOfMemoryError as exc:
+            out["scaling"].append(dict(h=h, w=w, error="out of memory"))
+            print(f"{f'{w}x{h}':>22s} out of memory: {str(exc)[:80]}")
+            torch.cuda.empty_cache()
+            continue
+        base = base or r
+        px = (h * w) / (base["h"] * base["w"])
+        r.update(px_ratio=px, t_ratio=r["ms"] / base["ms"], mem_ratio=r["peak_mem_MiB"] / base["peak_mem_MiB"])
+        out["scaling"].append(r)
+        print(f"{f'{w}x{h}':>22s} {r['ms']:9.2f} {r['peak_mem_MiB']:9.0f} {px:9.1f} {r['t_ratio']:8.1f} {r['mem_ratio']:9.1f}", flush=True)
+        torch.cuda.empty_cache()
+    if not args.skip_train:
+        r = train_throughput(model, dev, args.train_batch, args.train_crop, args.train_steps, args.warmup)
+        out["train"] = r
+        print(f"train {r['crop']}x{r['crop']} batch {r['batch']}: {r['ms_per_step']:.1f} ms/step, "
+              f"{r['pairs_per_s']:.0f} pairs/s, peak {r['peak_mem_MiB']:.0f} MiB", flush=True)
+    if args.out:
+        os.makedirs(args.out, exist_ok=True)
+        with open(os.path.join(args.out, "bench_model.json"), "w") as f:
+            json.dump(out, f, indent=1)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,246 @@
+"""Benchmark of the fused 2-D selective scan (Triton) on a CUDA GPU.
+
+For each shape: forward and backward time (CUDA events, after warm-up, median of repeats,
+inputs rotated among several copies so no run starts from a warm L2), the bytes moved,
+achieved GB/s, and the fraction of a device-to-device copy's bandwidth measured in the same
+run. Two byte counts are reported:
+
+* ``issue`` -- the floor stated in the issue for the unfused layout (4x-expanded u, per-route
+  fp32 outputs, fp32 everything): 1.1 GB forward / 1.9 GB backward at 640x480, D=64, N=16;
+* ``min`` -- what this fused op must move at the given dtype: each input read once, each
+  output written once (forward: u, delta, B, C in, y float32 out; backward: those + dy in,
+  du, ddelta, dB, dC out).
+
+``--sweep`` also times alternative lane layouts / segment lengths (environment overrides of
+:mod:`diffmf.ops.triton.scan`); kernels are compiled in parallel processes first. ``--profile`` prints per-kernel times.
+Prints a table; ``--out DIR`` writes ``bench_scan.json``.
+
+    PYTHONPATH=src python3 benchmarks/bench_scan.py --out results/ [--sweep] [--profile]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+from typing import Dict, List
+
+import torch
+
+from diffmf.ops.triton import selective_scan_2d_triton
+
+ISSUE_BYTES = {"fwd": 1.1e9, "bwd": 1.9e9}  # at 640x480, K=4, D=64, N=16 (issue 5)
+
+
+def make_inputs(batch, k, d, n, h, w, dtype, dev, copies):
+    sets = []
+    for _ in range(copies):
+        u = torch.randn(batch, d, h, w, device=dev).to(dtype)
+        dt = (torch.randn(batch, k, d, h, w, device=dev) * 0.5 - 2.0).to(dtype)
+        A = -torch.arange(1, n + 1, device=dev, dtype=torch.float32).repeat(k * d, 1) * torch.exp(torch.randn(k * d, 1, device=dev) * 0.1)
+        B = torch.randn(batch, k, n, h, w, device=dev).to(dtype)
+        C = torch.randn(batch, k, n, h, w, device=dev).to(dtype)
+        D = torch.ones(k * d, device=dev)
+        bias = torch.randn(k * d, device=dev) * 0.5 - 3.0
+        sets.append([u, dt, A, B, C, D, bias])
+    return sets
+
+
+def time_ms(fn, reps: int, warmup: int = 3) -> List[float]:
+    for i in range(warmup):
+        fn(i)
+    torch.cuda.synchronize()
+    out = []
+    for i in range(reps):
+        s, e = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        s.record()
+        fn(i)
+        e.record()
+        torch.cuda.synchronize()
+        out.append(s.elapsed_time(e))
+    return out
+
+
+def copy_bandwidth(dev) -> float:
+    """Device-to-device copy, GB/s counting bytes read + written (1 GiB buffers)."""
+    n = 1 << 28
+    a = torch.empty(n, dtype=torch.float32, device=dev).normal_()
+    b = torch.empty_like(a)
+    t = statistics.median(time_ms(lambda i: b.copy_(a), 20))
+    return 2 * a.numel() * 4 / (t * 1e-3) / 1e9
+
+
+def min_bytes(batch, k, d, n, h, w, dtype) -> Dict[str, float]:
+    e = torch.empty(0, dtype=dtype).element_size()
+    L = batch * h * w
+    ins = L * (d + k * d + 2 * k * n) * e
+    fwd = ins + L * d * 4
+    bwd = ins + L * d * 4 + L * d * e + L * k * d * e + 2 * L * k * n * e
+    return {"fwd": fwd, "bwd": bwd}
+
+
+def bench_shape(batch, k, d, n, h, w, dtype, dev, reps, profile=False) -> Dict:
+    copies = 3
+    sets = make_inputs(batch, k, d, n, h, w, dtype, dev, copies)
+    dys = [torch.randn(batch, d, h, w, device=dev) for _ in range(copies)]
+
+    def fwd(i):
+        with torch.no_grad():
+            selective_scan_2d_triton(*sets[i % copies], True)
+
+    graphs = []
+    for i in range(copies):
+        xs = [t.detach().clone().requires_grad_() for t in sets[i]]
+        graphs.append((xs, selective_scan_2d_triton(*xs, True)))
+
+    def bwd(i):
+        xs, y = graphs[i % copies]
+        torch.autograd.grad(y, xs, dys[i % copies], retain_graph=True)
+
+    t_f = time_ms(fwd, reps)
+    t_b = time_ms(bwd, reps)
+    res = dict(batch=batch, k=k, d=d, n=n, h=h, w=w, dtype=str(dtype).replace("torch.", ""),
+               fwd_ms=statistics.median(t_f), bwd_ms=statistics.median(t_b),
+               fwd_ms_min=min(t_f), bwd_ms_min=min(t_b), exps=k * d * n * batch * h * w)
+    res["bytes_min"] = min_bytes(batch, k, d, n, h, w, dtype)
+    if profile:
+        from torch.profiler import ProfilerActivity, profile as prof
+        with prof(activities=[ProfilerActivity.CUDA]) as p:
+            fwd(0)
+            bwd(0)
+            torch.cuda.synchronize()
+        kt: Dict[str, float] = {}
+        for ev in p.key_averages():
+            if ev.device_type.name == "CUDA" or getattr(ev, "device_time_total", 0) > 0:
+                kt[ev.key[:40]] = getattr(ev, "device_time_total", getattr(ev, "cuda_time_total", 0.0)) / 1e3
+        res["kernels_ms"] = dict(sorted(kt.items(), key=lambda kv: -kv[1])[:16])
+    return res
+
+
+def torch_reference_ms(batch, k, d, n, h, w, dtype, dev) -> float:
+    from diffmf.ops import selective_scan_2d
+
+    ins = make_inputs(batch, k, d, n, h, w, dtype, dev, 1)[0]
+    with torch.no_grad():
+        return statistics.median(time_ms(lambda i: selective_scan_2d(*ins, True, backend="torch"), 3, warmup=1))
+
+
+SWEEP = [
+    {},
+    {"DIFFMF_TRITON_LAYOUT_FWD": "4,1,4,1"},
+    {"DIFFMF_TRITON_LAYOUT_FWD": "2,1,4,0"},
+    {"DIFFMF_TRITON_LAYOUT_FWD": "2,1,8,1"},
+    {"DIFFMF_TRITON_LAYOUT_BWD": "4,2,4,0"},
+    {"DIFFMF_TRITON_LAYOUT_BWD": "4,4,4,0"},
+    {"DIFFMF_TRITON_LAYOUT_BWD": "2,2,4,1"},
+    {"DIFFMF_TRITON_SEGLEN": "64"},
+    {"DIFFMF_TRITON_SEGLEN": "320"},
+]
+
+
+def warm_cache(variants: List[Dict[str, str]], args) -> None:
+    """Compile every variant's kernels in parallel processes (Triton's on-disk cache), so the
+    timing process below only loads them."""
+    procs = []
+    for v in variants:
+        cmd = [sys.executable, __file__, "--warm-only", "--dtype", args.dtype, "--routes", str(args.routes),
+               "--channels", str(args.channels), "--states", str(args.states)]
+        procs.append(subprocess.Popen(cmd, env=dict(os.environ, **v), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True))
+    for p in procs:
+        _, err = p.communicate()
+        if p.returncode:
+            print(f"  warm-up failed: {err[-300:]}", flush=True)
+
+
+def run_sweep(args, dev, dtype) -> List[Dict]:
+    """Alternative layouts / segment lengths (environment overrides read at each call)."""
+    h, w = (int(v) for v in args.shapes.split(",")[0].split("x"))
+    out = []
+    for v in SWEEP:
+        saved = {key: os.environ.get(key) for key in v}
+        os.environ.update(v)
+        try:
+            res = bench_shape(args.batch, args.routes, args.channels, args.states, h, w, dtype, dev, args.reps)
+        except Exception as exc:  # report the failure, keep sweeping
+            res = {"error": repr(exc)[-400:]}
+        finally:
+            for key, val in saved.items():
+                if val is None:
+                    os.environ.pop(key, None)
+                else:
+                    os.environ[key] = val
+        res["variant"] = v
+        out.append(res)
+        print(f"  sweep {str(v):46s} fwd {res.get('fwd_ms', float('nan')):7.3f} ms  bwd {res.get('bwd_ms', float('nan')):7.3f} ms", flush=True)
+    return out
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--shapes", default="480x640,768x1024", help="HxW list")
+    ap.add_argument("--batch", type=int, default=1)
+    ap.add_argument("--routes", type=int, default=4)
+    ap.add_argument("--channels", type=int, default=64)
+    ap.add_argument("--states", type=int, default=16)
+    ap.add_argument("--dtype", default="bfloat16", choices=["bfloat16", "float16", "float32"])
+    ap.add_argument("--reps", type=int, default=20)
+    ap.add_argument("--out", default=None)
+    ap.add_argument("--sweep", action="store_true")
+    ap.add_argument("--profile", action="store_true")
+    ap.add_argument("--torch-ref", action="store_true", help="also time the plain PyTorch path once")
+    ap.add_argument("--warm-only", action="store_true", help=argparse.SUPPRESS)
+    args = ap.parse_args(argv)
+    import triton
+
+    dev = torch.device("cuda")
+    dtype = getattr(torch, args.dtype)
+    info = dict(gpu=torch.cuda.get_device_name(), torch=torch.__version__, triton=triton.__version__,
+                python=platform.python_version(), date=time.strftime("%Y-%m-%d"),
+                command="PYTHONPATH=src python3 benchmarks/bench_scan.py " + " ".join(argv if argv is not None else sys.argv[1:]))
+    if args.warm_only:  # compile this environment's kernels (tiny shape) and exit
+        bench_shape(1, args.routes, args.channels, args.states, 24, 40, dtype, dev, 1)
+        return 0
+    t0 = time.time()
+    warm_cache(SWEEP if args.sweep else [{}], args)
+    print(f"kernels compiled in {time.time() - t0:.0f} s", flush=True)
+    results = []
+    for shape in args.shapes.split(","):
+        h, w = (int(v) for v in shape.split("x"))
+        results.append(bench_shape(args.batch, args.routes, args.channels, args.states, h, w, dtype, dev, args.reps, args.profile))
+    bw = copy_bandwidth(dev)
+    info["copy_GBps"] = bw
+    print(f"{info['gpu']}  torch {info['torch']}  triton {info['triton']}  copy {bw:.0f} GB/s (read+write)")
+    hdr = f"{'shape':>11s} {'dtype':>8s} {'pass':>4s} {'ms':>8s} {'GB min':>7s} {'GB/s':>7s} {'%copy':>6s} {'GB issue':>8s} {'GB/s':>7s} {'%copy':>6s} {'Gexp/s':>7s}"
+    print(hdr)
+    for r in results:
+        for ps in ("fwd", "bwd"):
+            ms = r[f"{ps}_ms"]
+            gb_min = r["bytes_min"][ps] / 1e9
+            scale = (r["h"] * r["w"] * r["batch"]) / (480 * 640)
+            gb_issue = ISSUE_BYTES[ps] * scale / 1e9
+            exps = r["exps"] * (2 if ps == "fwd" else 3)  # exponentials evaluated by the passes
+            r[f"{ps}_GBps_min"] = gb_min / (ms * 1e-3)
+            r[f"{ps}_GBps_issue"] = gb_issue / (ms * 1e-3)
+            print(f"{r['h']:>5d}x{r['w']:<5d} {r['dtype']:>8s} {ps:>4s} {ms:8.3f} {gb_min:7.3f} {gb_min / ms * 1e3:7.0f} {100 * gb_min / ms * 1e3 / bw:5.1f}% "
+                  f"{gb_issue:8.3f} {gb_issue / ms * 1e3:7.0f} {100 * gb_issue / ms * 1e3 / bw:5.1f}% {exps / ms / 1e6:7.0f}")
+        if "kernels_ms" in r:
+            for kname, kms in r["kernels_ms"].items():
+                print(f"      {kname:40s} {kms:8.3f} ms")
+    if args.torch_ref:
+        r0 = results[0]
+        info["torch_ref_fwd_ms"] = torch_reference_ms(args.batch, args.routes, args.channels, args.states, r0["h"], r0["w"], dtype, dev)
+        print(f"plain PyTorch path (backend='torch'), forward {r0['h']}x{r0['w']}: {info['torch_ref_fwd_ms']:.1f} ms")
+    sweep = run_sweep(args, dev, dtype) if args.sweep else []
+    if args.out:
+        os.makedirs(args.out, exist_ok=True)
+        with open(os.path.join(args.out, "bench_scan.json"), "w") as f:
+            json.dump(dict(info=info, results=results, sweep=sweep), f, indent=1)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

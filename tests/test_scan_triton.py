@@ -1,0 +1,227 @@
+"""Triton selective-scan kernels vs the exact PyTorch oracle, run in Triton's CPU interpreter.
+
+``TRITON_INTERPRET=1`` is set before the kernels are defined (this module imports them), so
+the same kernel source that runs compiled on a GPU runs here in numpy, on tiny shapes with
+short segments (several segments per line, ragged last pieces). Compiled-GPU checks at real
+shapes: ``benchmarks/gpu_scan_check.py``.
+"""
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import os
+import sys
+
+import pytest
+import torch
+
+if importlib.util.find_spec("triton") is None:
+    pytest.skip("Triton is not installed (pip install triton; Linux x86_64)", allow_module_level=True)
+if "triton" in sys.modules and os.environ.get("TRITON_INTERPRET") != "1":
+    pytest.skip(
+        "triton was imported before this module could set TRITON_INTERPRET=1 (Triton's own @jit "
+        "helpers are then compiled-only); run: TRITON_INTERPRET=1 pytest tests/test_scan_triton.py",
+        allow_module_level=True,
+    )
+
+# The interpreter must be on when triton itself and the kernels are imported; it is switched
+# back right after, so other test modules see the caller's environment (the fixture below
+# turns it on again while these tests run).
+_PREVIOUS_INTERPRET = os.environ.get("TRITON_INTERPRET")
+os.environ["TRITON_INTERPRET"] = "1"
+try:
+    import triton  # noqa: F401
+
+    if "diffmf.ops.triton.kernels" in sys.modules:  # imported earlier without the interpreter
+        importlib.reload(sys.modules["diffmf.ops.triton.kernels"])
+    from diffmf.ops import selective_scan, selective_scan_2d
+    from diffmf.ops.scan_ref import selective_scan_ref
+    from diffmf.ops.triton import scan as triton_scan
+    from diffmf.ops.triton import selective_scan_2d_triton, selective_scan_triton
+finally:
+    if _PREVIOUS_INTERPRET is None:
+        os.environ.pop("TRITON_INTERPRET", None)
+    else:
+        os.environ["TRITON_INTERPRET"] = _PREVIOUS_INTERPRET
+
+NAMES = ("y", "du", "ddelta", "dA", "dB", "dC", "dD", "dbias")
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _interpret():
+    """Keep TRITON_INTERPRET=1 while this module runs, restore the caller's value after."""
+    os.environ["TRITON_INTERPRET"] = "1"
+    yield
+    if _PREVIOUS_INTERPRET is None:
+        os.environ.pop("TRITON_INTERPRET", None)
+    else:
+        os.environ["TRITON_INTERPRET"] = _PREVIOUS_INTERPRET
+
+
+def rel(a: torch.Tensor, b: torch.Tensor) -> float:
+    a, b = a.detach().double(), b.detach().double()
+    return float((a - b).norm() / b.norm().clamp_min(1e-300))
+
+
+def grads(fn, ins, dy, *extra):
+    xs = [None if t is None else t.detach().clone().requires_grad_() for t in ins]
+    y = fn(*xs, *extra)
+    live = [x for x in xs if x is not None]
+    g = torch.autograd.grad(y, live, dy.to(y.dtype))
+    it = iter(g)
+    return [y.detach()] + [None if x is None else next(it) for x in xs]
+
+
+def oracle(ins, dy, two_d: bool, softplus: bool = True):
+    """float64 oracle from the same (already rounded) inputs."""
+    x64 = [None if t is None else t.detach().double() for t in ins]
+    if two_d:
+        return grads(lambda *a: selective_scan_2d(*a, backend="ref"), x64, dy.double(), softplus)
+    return grads(selective_scan_ref, x64, dy.double(), softplus)
+
+
+def check(got, ref, tol=1e-5, low_precision=()):
+    for name, g, r in zip(NAMES, got, ref):
+        if r is None:
+            assert g is None
+            continue
+        assert g.shape == r.shape, name
+        assert torch.isfinite(g).all(), name
+        limit = 1e-2 if name in low_precision else tol  # gradients returned in bf16/fp16
+        assert rel(g, r) < limit, f"{name}: relative error {rel(g, r):.2e}"
+
+
+def inputs_1d(b, g, d, n, length, dtype=torch.float32, dt_shift=0.0, a_scale=1.0):
+    u = torch.randn(b, g * d, length).to(dtype)
+    dt = (torch.randn(b, g * d, length) + dt_shift).to(dtype)
+    A = -torch.exp(torch.randn(g * d, n)) * a_scale
+    B = torch.randn(b, g, n, length).to(dtype)
+    C = torch.randn(b, g, n, length).to(dtype)
+    D = torch.randn(g * d)
+    bias = torch.randn(g * d) * 0.5
+    return [u, dt, A, B, C, D, bias]
+
+
+def inputs_2d(b, k, d, n, h, w, dtype=torch.float32):
+    u = torch.randn(b, d, h, w).to(dtype)
+    dt = (torch.randn(b, k, d, h, w) - 1.0).to(dtype)
+    A = -torch.exp(torch.randn(k * d, n) * 0.5)
+    B = torch.randn(b, k, n, h, w).to(dtype)
+    C = torch.randn(b, k, n, h, w).to(dtype)
+    D = torch.randn(k * d)
+    bias = torch.randn(k * d) * 0.5
+    return [u, dt, A, B, C, D, bias]
+
+
+# ------------------------------------------------------------------------------------------
+# 1-D contract
+# ------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("prefetch", [True, False])  # None (the default mix) runs in the other tests
+def test_1d_ragged_segments_groups_padded_states(prefetch, monkeypatch):
+    """L = 23 in pieces of 8 (3 segments, ragged last), 2 groups, N = 5 padded to 8."""
+    monkeypatch.setattr(triton_scan, "INTERPRET_PREFETCH", prefetch)
+    ins = inputs_1d(2, 2, 3, 5, 23)
+    dy = torch.randn(2, 6, 23)
+    check(grads(selective_scan_triton, ins, dy, True), oracle(ins, dy, False))
+
+
+def test_1d_bf16_inputs():
+    ins = inputs_1d(1, 2, 4, 16, 19, dtype=torch.bfloat16)
+    dy = torch.randn(1, 8, 19)
+    got = grads(selective_scan_triton, ins, dy, True)
+    assert got[0].dtype == torch.float32 and got[1].dtype == torch.bfloat16 and got[2].dtype == torch.bfloat16
+    check(got, oracle(ins, dy, False), tol=1e-5, low_precision=("du", "ddelta", "dB", "dC"))
+
+
+def test_1d_delta_beyond_softplus_threshold_and_strong_decay():
+    """dt + bias around 22 (softplus is the identity past 20) and |A| x 30: decay e^-600."""
+    ins = inputs_1d(1, 1, 4, 8, 17, dt_shift=22.0, a_scale=30.0)
+    dy = torch.randn(1, 4, 17)
+    check(grads(selective_scan_triton, ins, dy, True), oracle(ins, dy, False), tol=1e-5)
+    ins = inputs_1d(1, 1, 4, 8, 17, dt_shift=1.0, a_scale=30.0)  # strong decay, softplus active
+    check(grads(selective_scan_triton, ins, dy, True), oracle(ins, dy, False), tol=1e-5)
+
+
+def test_1d_without_softplus_skip_and_bias():
+    u, dt, A, B, C, _, _ = inputs_1d(2, 1, 3, 4, 13)
+    dt = dt.abs() * 0.3  # a positive step when softplus is off
+    ins = [u, dt, A, B, C, None, None]
+    dy = torch.randn(2, 3, 13)
+    check(grads(selective_scan_triton, ins, dy, False), oracle(ins, dy, False, softplus=False))
+
+
+@pytest.mark.parametrize("seglen", ["1", "23"])
+def test_1d_extreme_segment_lengths(seglen, monkeypatch):
+    """Every step its own segment (long chains) / one segment per line (no chain)."""
+    monkeypatch.setenv(triton_scan.SEGLEN_ENV, seglen)
+    ins = inputs_1d(1, 2, 2, 4, 23)
+    dy = torch.randn(1, 4, 23)
+    check(grads(selective_scan_triton, ins, dy, True), oracle(ins, dy, False))
+
+
+def test_dispatch_routes_to_triton_and_empty_sequence():
+    ins = inputs_1d(1, 1, 2, 4, 9)
+    y = selective_scan(*ins, True, backend="triton")
+    torch.testing.assert_close(y, selective_scan_ref(*ins, True), rtol=1e-5, atol=1e-5)
+    empty = inputs_1d(1, 1, 2, 4, 0)
+    assert selective_scan_triton(*empty, True).shape == (1, 2, 0)
+
+
+def test_triton_on_cpu_without_interpreter_is_an_actionable_error(monkeypatch):
+    monkeypatch.delenv("TRITON_INTERPRET", raising=False)
+    with pytest.raises(RuntimeError, match="CUDA tensors"):
+        selective_scan(*inputs_1d(1, 1, 2, 4, 5), True, backend="triton")
+
+
+# ------------------------------------------------------------------------------------------
+# 2-D fused cross-scan / scan / cross-merge
+# ------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("k,h,w", [(4, 4, 5), (2, 4, 5), (1, 3, 5), (4, 1, 7), (4, 5, 1)])
+def test_2d_every_route_matches_oracle(k, h, w):
+    """Rows/columns split into pieces of ceil(len/3): several segments per line, ragged."""
+    ins = inputs_2d(2, k, 3, 5, h, w)
+    dy = torch.randn(2, 3, h, w)
+    check(grads(selective_scan_2d_triton, ins, dy, True), oracle(ins, dy, True))
+
+
+def test_2d_bf16_inputs_and_channel_blocks():
+    """bf16 inputs; D = 10 > the 8 channels of one interpreter program (partial dB/dC sums)."""
+    ins = inputs_2d(1, 4, 10, 4, 4, 5, dtype=torch.bfloat16)
+    dy = torch.randn(1, 10, 4, 5)
+    got = grads(selective_scan_2d_triton, ins, dy, True)
+    check(got, oracle(ins, dy, True), tol=1e-5, low_precision=("du", "ddelta", "dB", "dC"))
+
+
+def test_2d_exchanged_bc_between_modalities():
+    """Cross-modal SSD exchange: each modality's scan uses the other's B and C."""
+    ir, vi = inputs_2d(1, 4, 2, 4, 4, 5), inputs_2d(1, 4, 2, 4, 4, 5)
+    dy = torch.randn(1, 2, 4, 5)
+
+    def both(fn, a, b):
+        return fn(a[0], a[1], a[2], b[3], b[4], a[5], a[6], True) + fn(b[0], b[1], b[2], a[3], a[4], b[5], b[6], True)
+
+    def run(fn, dtype):
+        a = [t.detach().to(dtype).requires_grad_() for t in ir]
+        b = [t.detach().to(dtype).requires_grad_() for t in vi]
+        y = both(fn, a, b)
+        return [y] + list(torch.autograd.grad(y, [a[3], a[4], b[3], b[4], a[0], b[0]], dy.to(dtype)))
+
+    got = run(selective_scan_2d_triton, torch.float32)
+    ref = run(lambda *x: selective_scan_2d(*x, backend="ref"), torch.float64)
+    for g, r in zip(got, ref):
+        assert rel(g, r) < 1e-5
+
+
+def test_2d_deterministic():
+    ins = inputs_2d(1, 4, 3, 4, 4, 6)
+    dy = torch.randn(1, 3, 4, 6)
+    first = grads(selective_scan_2d_triton, ins, dy, True)
+    second = grads(selective_scan_2d_triton, ins, dy, True)
+    for a, b in zip(first, second):
+        assert torch.equal(a, b)
+
+
+def test_2d_through_the_public_op():
+    ins = inputs_2d(1, 4, 2, 4, 3, 4)
+    y = selective_scan_2d(*ins, True, backend="triton")
+    torch.testing.assert_close(y, selective_scan_2d(*ins, True, backend="ref"), rtol=1e-5, atol=1e-5)
