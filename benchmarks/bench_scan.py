@@ -193,6 +193,7 @@ def main(argv=None) -> int:
     ap.add_argument("--profile", action="store_true")
     ap.add_argument("--torch-ref", action="store_true", help="also time the plain PyTorch path once")
     ap.add_argument("--warm-only", action="store_true", help=argparse.SUPPRESS)
+    ap.add_argument("--warm-sweep", action="store_true", help="only compile the sweep's kernels (in parallel) and exit")
     args = ap.parse_args(argv)
     import triton
 
@@ -205,7 +206,10 @@ def main(argv=None) -> int:
         bench_shape(1, args.routes, args.channels, args.states, 24, 40, dtype, dev, 1)
         return 0
     t0 = time.time()
-    warm_cache(SWEEP if args.sweep else [{}], args)
+    warm_cache(SWEEP if (args.sweep or args.warm_sweep) else [{}], args)
+    if args.warm_sweep:
+        print(f"kernels compiled in {time.time() - t0:.0f} s")
+        return 0
     print(f"kernels compiled in {time.time() - t0:.0f} s", flush=True)
     results = []
     for shape in args.shapes.split(","):

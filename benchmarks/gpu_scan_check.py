@@ -122,8 +122,8 @@ def main(argv=None) -> int:
         ("2d k4 d64 n16 121x157 fp32 ragged b2", dict(batch=2, k=4, d=64, n=16, h=121, w=157, dtype=torch.float32)),
         ("2d k2 d48 n16 67x93 bf16", dict(batch=1, k=2, d=48, n=16, h=67, w=93, dtype=torch.bfloat16)),
         ("2d k1 d32 n8 40x300 fp16", dict(batch=1, k=1, d=32, n=8, h=40, w=300, dtype=torch.float16)),
-        ("2d k4 d64 n16 96x64 delta>20", dict(batch=1, k=4, d=64, n=16, h=96, w=64, dtype=torch.float32, dt_shift=24.0)),
-        ("2d k4 d64 n16 96x64 strong decay", dict(batch=1, k=4, d=64, n=16, h=96, w=64, dtype=torch.float32, dt_shift=3.0, a_scale=30.0)),
+        ("2d k4 d64 n16 48x64 delta>20", dict(batch=1, k=4, d=64, n=16, h=48, w=64, dtype=torch.float32, dt_shift=24.0)),
+        ("2d k4 d64 n16 48x64 strong decay", dict(batch=1, k=4, d=64, n=16, h=48, w=64, dtype=torch.float32, dt_shift=3.0, a_scale=30.0)),
         ("2d k4 d200 n16 40x40 (channel blocks)", dict(batch=1, k=4, d=200, n=16, h=40, w=40, dtype=torch.float32)),
     ]
     for name, c in cases:
