@@ -131,14 +131,15 @@ def torch_reference_ms(batch, k, d, n, h, w, dtype, dev) -> float:
 
 SWEEP = [
     {},
-    {"DIFFMF_TRITON_LAYOUT_FWD": "4,1,4,1"},
-    {"DIFFMF_TRITON_LAYOUT_FWD": "2,1,4,0"},
-    {"DIFFMF_TRITON_LAYOUT_FWD": "2,1,8,1"},
+    {"DIFFMF_TRITON_LAYOUT_FWD": "2,1,4,1,4"},  # one channel group per warp: 32 adjacent columns
+    {"DIFFMF_TRITON_LAYOUT_FWD": "2,1,4,0,16"},  # no register prefetch
+    {"DIFFMF_TRITON_LAYOUT_FWD": "4,1,4,1,16"},  # 64 states per thread
+    {"DIFFMF_TRITON_LAYOUT_BWD": "2,2,8,0"},
     {"DIFFMF_TRITON_LAYOUT_BWD": "4,2,4,0"},
-    {"DIFFMF_TRITON_LAYOUT_BWD": "4,4,4,0"},
+    {"DIFFMF_TRITON_LAYOUT_BWD": "2,1,4,0"},
     {"DIFFMF_TRITON_LAYOUT_BWD": "2,2,4,1"},
     {"DIFFMF_TRITON_SEGLEN": "64"},
-    {"DIFFMF_TRITON_SEGLEN": "320"},
+    {"DIFFMF_TRITON_SEGLEN": "512"},
 ]
 
 

@@ -199,7 +199,7 @@ def _delta(xr, m, bias, HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr):
 def _fwd_local_kernel(
     u_ptr, dt_ptr, A2_ptr, B_ptr, bias_ptr, hloc_ptr, dsum_ptr,
     su_b, su_k, sd_b, sd_k, sB_b, sB_k,
-    PLANE, D, K, OUTER, INNER, S, NSEG, NSEG_STRIDE, so, si, k0, kstep, rev_from,
+    PLANE, D, K, OUTER, INNER, S, NSEG, NSEG_STRIDE, so, si, k0, kstep, rev_from, kdiv,
     N: tl.constexpr, DPT: tl.constexpr, NPT: tl.constexpr, SG: tl.constexpr, CG: tl.constexpr, NS: tl.constexpr,
     SEG_FAST: tl.constexpr, HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr, PREFETCH: tl.constexpr,
 ):
@@ -219,8 +219,8 @@ def _fwd_local_kernel(
     if HAS_BIAS:
         bias = tl.load(bias_ptr + kd)
     u_b = u_ptr + (b * su_b + k * su_k)
-    dt_b = dt_ptr + (b * sd_b + k * sd_k)
-    B_b = B_ptr + (b * sB_b + k * sB_k)
+    dt_b = dt_ptr + (b * sd_b + (k // kdiv) * sd_k)
+    B_b = B_ptr + (b * sB_b + (k // kdiv) * sB_k)
     h = tl.where(n_ok, A2 * 0.0, 0.0)
     dsum = tl.where(d_ok, 0.0, 0.0)
     pos_n, ok_n = _step(0, p, o, rev, S, INNER, so, si, s_ok)
@@ -292,7 +292,7 @@ def _chain_kernel(
 def _fwd_out_kernel(
     u_ptr, dt_ptr, A2_ptr, B_ptr, C_ptr, D_ptr, bias_ptr, hstart_ptr, y_ptr,
     su_b, su_k, sd_b, sd_k, sB_b, sB_k, sC_b, sC_k, sy_b, sy_k,
-    PLANE, D, K, OUTER, INNER, S, NSEG, NSEG_STRIDE, so, si, k0, kstep, rev_from,
+    PLANE, D, K, OUTER, INNER, S, NSEG, NSEG_STRIDE, so, si, k0, kstep, rev_from, kdiv,
     N: tl.constexpr, DPT: tl.constexpr, NPT: tl.constexpr, SG: tl.constexpr, CG: tl.constexpr, NS: tl.constexpr,
     SEG_FAST: tl.constexpr, HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr, HAS_D: tl.constexpr,
     PHASES: tl.constexpr, ACCUM: tl.constexpr, PREFETCH: tl.constexpr,
@@ -322,9 +322,9 @@ def _fwd_out_kernel(
         seg_row = (b * K + k) * D + d
         h = tl.load(hstart_ptr + (seg_row * NSEG_STRIDE + s) * N + n, mask=d_ok & n_ok, other=0.0)
         u_b = u_ptr + (b * su_b + k * su_k)
-        dt_b = dt_ptr + (b * sd_b + k * sd_k)
-        B_b = B_ptr + (b * sB_b + k * sB_k)
-        C_b = C_ptr + (b * sC_b + k * sC_k)
+        dt_b = dt_ptr + (b * sd_b + (k // kdiv) * sd_k)
+        B_b = B_ptr + (b * sB_b + (k // kdiv) * sB_k)
+        C_b = C_ptr + (b * sC_b + (k // kdiv) * sC_k)
         y_b = y_ptr + (b * sy_b + k * sy_k)
         w_ok = d_ok & (ns == 0)
         pos_n, ok_n = _step(0, p, o, rev, S, INNER, so, si, s_ok)
@@ -367,7 +367,7 @@ def _fwd_out_kernel(
 def _bwd_local_kernel(
     dt_ptr, A2_ptr, C_ptr, bias_ptr, dy_ptr, gloc_ptr,
     sd_b, sd_k, sC_b, sC_k, sy_b, sy_k,
-    PLANE, D, K, OUTER, INNER, S, NSEG, NSEG_STRIDE, so, si, k0, kstep, rev_from,
+    PLANE, D, K, OUTER, INNER, S, NSEG, NSEG_STRIDE, so, si, k0, kstep, rev_from, kdiv,
     N: tl.constexpr, DPT: tl.constexpr, NPT: tl.constexpr, SG: tl.constexpr, CG: tl.constexpr, NS: tl.constexpr,
     SEG_FAST: tl.constexpr, HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr, PREFETCH: tl.constexpr,
 ):
@@ -387,8 +387,8 @@ def _bwd_local_kernel(
     bias = 0.0
     if HAS_BIAS:
         bias = tl.load(bias_ptr + kd)
-    dt_b = dt_ptr + (b * sd_b + k * sd_k)
-    C_b = C_ptr + (b * sC_b + k * sC_k)
+    dt_b = dt_ptr + (b * sd_b + (k // kdiv) * sd_k)
+    C_b = C_ptr + (b * sC_b + (k // kdiv) * sC_k)
     dy_b = dy_ptr + (b * sy_b + k * sy_k)
     g = tl.where(n_ok, A2 * 0.0, 0.0)
     pos_n, ok_n = _step(0, p, o, rev, S, INNER, so, si, s_ok)
@@ -421,7 +421,7 @@ def _bwd_fwd_kernel(
     dC_ptr, zscr_ptr, zoff_ptr, dA_ptr, dD_ptr,
     su_b, su_k, sd_b, sd_k, sB_b, sB_k, sC_b, sC_k, sy_b, sy_k,
     sdc_blk, sdc_b, sdc_k, sz_b, sz_k,
-    PLANE, D, K, OUTER, INNER, S, NSEG, NSEG_STRIDE, so, si, k0, kstep, rev_from,
+    PLANE, D, K, OUTER, INNER, S, NSEG, NSEG_STRIDE, so, si, k0, kstep, rev_from, kdiv,
     N: tl.constexpr, DPT: tl.constexpr, NPT: tl.constexpr, SG: tl.constexpr, CG: tl.constexpr, NS: tl.constexpr,
     SEG_FAST: tl.constexpr, HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr, PREFETCH: tl.constexpr,
 ):
@@ -447,11 +447,11 @@ def _bwd_fwd_kernel(
     seg_row = (b * K + k) * D + d
     h = tl.load(hstart_ptr + (seg_row * NSEG_STRIDE + s) * N + n, mask=d_ok & n_ok, other=0.0)
     u_b = u_ptr + (b * su_b + k * su_k)
-    dt_b = dt_ptr + (b * sd_b + k * sd_k)
-    B_b = B_ptr + (b * sB_b + k * sB_k)
-    C_b = C_ptr + (b * sC_b + k * sC_k)
+    dt_b = dt_ptr + (b * sd_b + (k // kdiv) * sd_k)
+    B_b = B_ptr + (b * sB_b + (k // kdiv) * sB_k)
+    C_b = C_ptr + (b * sC_b + (k // kdiv) * sC_k)
     dy_b = dy_ptr + (b * sy_b + k * sy_k)
-    dC_b = dC_ptr + (db * sdc_blk + b * sdc_b + k * sdc_k)
+    dC_b = dC_ptr + (db * sdc_blk + b * sdc_b + (k // kdiv) * sdc_k)
     z_b = zscr_ptr + (b * sz_b + k * sz_k)
     w_ok = d_ok & (ns == 0)
     c_ok = n_ok & (cg == 0)
@@ -510,7 +510,7 @@ def _bwd_rev_kernel(
     du_ptr, ddt_ptr, dB_ptr, dA_ptr, dbias_ptr,
     su_b, su_k, sd_b, sd_k, sB_b, sB_k, sC_b, sC_k, sy_b, sy_k,
     sdc_blk, sdc_b, sdc_k, sz_b, sz_k, sdu_b, sdu_k, sdd_b, sdd_k,
-    PLANE, D, K, OUTER, INNER, S, NSEG, NSEG_STRIDE, so, si, k0, kstep, rev_from,
+    PLANE, D, K, OUTER, INNER, S, NSEG, NSEG_STRIDE, so, si, k0, kstep, rev_from, kdiv,
     N: tl.constexpr, DPT: tl.constexpr, NPT: tl.constexpr, SG: tl.constexpr, CG: tl.constexpr, NS: tl.constexpr,
     SEG_FAST: tl.constexpr, HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr, HAS_D: tl.constexpr,
     PHASES: tl.constexpr, ACCUM: tl.constexpr, PREFETCH: tl.constexpr,
@@ -544,14 +544,14 @@ def _bwd_rev_kernel(
         zoff = tl.load(zoff_ptr + seg_row * NSEG_STRIDE + s, mask=d_ok, other=0.0)
         dseg = tl.load(dsum_ptr + seg_row * NSEG_STRIDE + s, mask=d_ok, other=0.0)
         u_b = u_ptr + (b * su_b + k * su_k)
-        dt_b = dt_ptr + (b * sd_b + k * sd_k)
-        B_b = B_ptr + (b * sB_b + k * sB_k)
-        C_b = C_ptr + (b * sC_b + k * sC_k)
+        dt_b = dt_ptr + (b * sd_b + (k // kdiv) * sd_k)
+        B_b = B_ptr + (b * sB_b + (k // kdiv) * sB_k)
+        C_b = C_ptr + (b * sC_b + (k // kdiv) * sC_k)
         dy_b = dy_ptr + (b * sy_b + k * sy_k)
-        dB_b = dB_ptr + (db * sdc_blk + b * sdc_b + k * sdc_k)
+        dB_b = dB_ptr + (db * sdc_blk + b * sdc_b + (k // kdiv) * sdc_k)
         z_b = zscr_ptr + (b * sz_b + k * sz_k)
         du_b = du_ptr + (b * sdu_b + k * sdu_k)
-        ddt_b = ddt_ptr + (b * sdd_b + k * sdd_k)
+        ddt_b = ddt_ptr + (b * sdd_b + (k // kdiv) * sdd_k)
         w_ok = d_ok & (ns == 0)
         c_ok = n_ok & (cg == 0)
         zgs = tl.where(d_ok, 0.0, 0.0)
@@ -614,3 +614,33 @@ def _bwd_rev_kernel(
         tl.store(dbias_ptr + seg_row * NSEG_STRIDE + s, dbacc, mask=w_ok)
         if PHASES > 1:
             tl.debug_barrier()
+
+
+# --------------------------------------------------------------------------------------
+# layout helper
+# --------------------------------------------------------------------------------------
+@triton.jit
+def _transpose_kernel(
+    x_ptr, y_ptr,
+    sx1, sx2, sy1, sy2, P2, R, C,
+    ACCUM: tl.constexpr, BR: tl.constexpr, BC: tl.constexpr,
+):
+    """y[p1, p2, c, r] (+)= x[p1, p2, r, c] for (R, C) planes, tiled (coalesced both ways).
+
+    Plane (p1, p2) starts at p1 * sx1 + p2 * sx2 in x (rows of C packed elements) and at
+    p1 * sy1 + p2 * sy2 in y (rows of R). With ACCUM, y (float32) is added to."""
+    pid_p = tl.program_id(2)
+    p1 = (pid_p // P2).to(tl.int64)
+    p2 = (pid_p % P2).to(tl.int64)
+    r = tl.program_id(0) * BR + tl.arange(0, BR)[:, None]
+    c = tl.program_id(1) * BC + tl.arange(0, BC)[None, :]
+    m = (r < R) & (c < C)
+    x = tl.load(x_ptr + (p1 * sx1 + p2 * sx2) + r * C + c, mask=m, other=0.0)
+    xt = tl.trans(x)  # (BC, BR)
+    rt = tl.program_id(0) * BR + tl.arange(0, BR)[None, :]
+    ct = tl.program_id(1) * BC + tl.arange(0, BC)[:, None]
+    mt = (rt < R) & (ct < C)
+    y_p = y_ptr + (p1 * sy1 + p2 * sy2) + ct * R + rt
+    if ACCUM:
+        xt = xt.to(tl.float32) + tl.load(y_p, mask=mt, other=0.0)
+    tl.store(y_p, xt.to(y_ptr.dtype.element_ty), mask=mt)

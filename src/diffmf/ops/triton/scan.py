@@ -103,9 +103,10 @@ def _sm_count(device: torch.device) -> int:
     return 4
 
 
-def _parse_layout(text: str) -> Tuple[int, int, int, bool]:
-    dpt, ns, warps, prefetch = (int(v) for v in text.split(","))
-    return dpt, ns, warps, bool(prefetch)
+def _parse_layout(text: str) -> Tuple[int, int, int, bool, int]:
+    """"dpt,ns,warps,prefetch[,max channel groups per program]"."""
+    vals = [int(v) for v in text.split(",")]
+    return vals[0], vals[1], vals[2], bool(vals[3]), (vals[4] if len(vals) > 4 else 0)
 
 
 def _layout(D: int, N: int, backward: bool, seg_fast: bool, interpret: bool) -> Layout:
@@ -115,7 +116,7 @@ def _layout(D: int, N: int, backward: bool, seg_fast: bool, interpret: bool) -> 
     docs/benchmarks.md): forward-type sweeps 2 channels x all states per lane; the two
     backward sweeps 2 channels x half the states (their D- and N-reductions and extra
     accumulators need the registers). Override with ``DIFFMF_TRITON_LAYOUT_FWD`` /
-    ``DIFFMF_TRITON_LAYOUT_BWD`` = "dpt,state_groups,warps,prefetch" (benchmarks)."""
+    ``DIFFMF_TRITON_LAYOUT_BWD`` = "dpt,state_groups,warps,prefetch[,max channel groups]"."""
     np_ = _pow2(N)
     if interpret:  # the interpreter runs programs one by one in numpy: few, wide programs
         ns = 2 if (backward and np_ >= 2) else 1
@@ -123,16 +124,16 @@ def _layout(D: int, N: int, backward: bool, seg_fast: bool, interpret: bool) -> 
         cg = min(_pow2(-(-D // dpt)), 4)  # D > 8 exercises the channel-block partial sums
         prefetch = (not backward) if INTERPRET_PREFETCH is None else INTERPRET_PREFETCH
         return Layout(dpt=dpt, npt=np_ // ns, sg=16, cg=cg, ns=ns, num_warps=1, prefetch=prefetch)
-    dpt, ns, warps, prefetch = (2, 2, 4, False) if backward else (2, 1, 4, True)
+    dpt, ns, warps, prefetch, cg_max = (2, 2, 4, False, 0) if backward else (2, 1, 4, True, 16)
     override = os.environ.get(LAYOUT_BWD_ENV if backward else LAYOUT_FWD_ENV)
     if override:
-        dpt, ns, warps, prefetch = _parse_layout(override)
+        dpt, ns, warps, prefetch, cg_max = _parse_layout(override)
     ns = min(ns, np_)
     dpt = min(dpt, _pow2(D))
     lanes = 32 * warps
     cg = min(_pow2(-(-D // dpt)), lanes // ns)
-    if seg_fast and not backward:  # coalescing: at least 8 adjacent columns per warp
-        cg = min(cg, max(1, 32 // (8 * ns)) * warps)
+    if seg_fast and cg_max:  # fewer channel groups, more adjacent columns per warp
+        cg = min(cg, _pow2(cg_max))
     sg = lanes // (cg * ns)
     return Layout(dpt=dpt, npt=np_ // ns, sg=sg, cg=cg, ns=ns, num_warps=warps, prefetch=prefetch)
 
@@ -164,8 +165,9 @@ def _finish(p: Problem, device: torch.device) -> Problem:
 # ----------------------------------------------------------------------------------------
 @dataclass
 class _Tensors:
-    """Scan operands. Every per-channel (or per-state) H x W / L plane is packed, with planes
-    ``length`` elements apart; strides given are (batch, route) in elements."""
+    """Scan operands of one frame. Every per-channel (or per-state) plane is packed, planes
+    ``length`` elements apart; strides are (batch, route) in elements, the route index into
+    route-specific tensors (dt, B, C and their gradients) being ``k // kdiv``."""
 
     u: Tensor
     dt: Tensor
@@ -178,7 +180,21 @@ class _Tensors:
     sd: Tuple[int, int]
     sB: Tuple[int, int]
     sC: Tuple[int, int]
-    sy: Tuple[int, int]  # the output y (and its gradient dy, and du)
+    sy: Tuple[int, int]  # the output y of this frame (and dy, du)
+    kdiv: int = 1
+
+
+@dataclass
+class _Frame:
+    """Routes of one orientation with their operands, in the memory layout they run in."""
+
+    o: Orientation
+    T: _Tensors
+    y: Optional[Tensor] = None  # float32 output written by this frame's routes
+    dy: Optional[Tensor] = None
+    du: Optional[Tensor] = None  # float32
+    ddt: Optional[Tensor] = None  # like dt (route-specific, index k // kdiv)
+    sdd: Tuple[int, int] = (0, 0)
 
 
 def _geom_args(p: Problem, o: Orientation) -> List[int]:
@@ -199,7 +215,7 @@ def _route_args(o: Orientation, phases: int) -> Tuple[int, int, int]:
 def _chain(p: Problem, T: _Tensors, loc: Tensor, dsum: Tensor, out: Tensor, flip: int) -> None:
     """Segment start states (flip=0) or incoming adjoints (flip=1) for every route."""
     interpret = triton_interpreting()
-    cd, ct, warps = (1, 4, 1) if interpret else (2, 64, 4)
+    cd, ct, warps = (1, 4, 1) if interpret else (1, 256, 4)
     for o in p.orients:
         k0, kstep, nk = _route_args(o, 1)
         _k._chain_kernel[(-(-p.D // cd), nk, p.batch)](
@@ -214,47 +230,67 @@ def _opt(T: _Tensors, t: Optional[Tensor]) -> Tensor:
     return T.A2 if t is None else t
 
 
-def scan_forward(p: Problem, T: _Tensors, y: Tensor) -> Tuple[Tensor, Tensor]:
-    """Passes 1-3: writes y (float32) and returns (hstart, dsum) for the backward."""
+def transpose_planes(x: Tensor, out: Optional[Tensor] = None, accumulate: bool = False) -> Tensor:
+    """(P1, P2, R, C) -> (P1, P2, C, R), tiled in Triton; planes of x must be packed (rows of
+    C elements), out is packed. With ``accumulate``, out (float32) += the transpose."""
+    P1, P2, R, C = x.shape
+    if x.stride(3) != 1 or (R > 1 and x.stride(2) != C):
+        x = x.contiguous()
+    if out is None:
+        out = torch.empty(P1, P2, C, R, device=x.device, dtype=x.dtype)
+    if x.numel() == 0:
+        return out
+    br = bc = 16 if triton_interpreting() else 64
+    _k._transpose_kernel[(-(-R // br), -(-C // bc), P1 * P2)](
+        x, out, x.stride(0), x.stride(1), out.stride(0), out.stride(1), P2, R, C,
+        ACCUM=accumulate, BR=br, BC=bc, num_warps=4,
+    )
+    return out
+
+
+def scan_forward(p: Problem, frames: List[_Frame]) -> Tuple[Tensor, Tensor]:
+    """Passes 1-3 for every frame (writes each frame's y, float32); returns (hstart, dsum)."""
     interpret = triton_interpreting()
+    A2 = frames[0].T.A2
     shape = (p.batch, p.K, p.D, p.nseg_stride)
-    hloc = torch.zeros(*shape, p.N, device=T.u.device, dtype=torch.float32)
+    hloc = torch.zeros(*shape, p.N, device=A2.device, dtype=torch.float32)
     hstart = torch.zeros_like(hloc)
-    dsum = torch.zeros(*shape, device=T.u.device, dtype=torch.float32)
-    flags = dict(N=p.N, HAS_BIAS=T.bias is not None, SOFTPLUS=p.softplus)
-    for o in p.orients:
+    dsum = torch.zeros(*shape, device=A2.device, dtype=torch.float32)
+    for f in frames:
+        o, T = f.o, f.T
         lay = _layout(p.D, p.N, False, o.seg_fast, interpret)
         k0, kstep, nk = _route_args(o, 1)
         _k._fwd_local_kernel[_grid(p, o, lay, nk)](
             T.u, T.dt, T.A2, T.B, _opt(T, T.bias), hloc, dsum,
             *T.su, *T.sd, *T.sB,
-            *_geom_args(p, o), k0, kstep, p.rev_from,
-            **lay.meta(), SEG_FAST=o.seg_fast, **flags, num_warps=lay.num_warps,
+            *_geom_args(p, o), k0, kstep, p.rev_from, T.kdiv,
+            **lay.meta(), N=p.N, SEG_FAST=o.seg_fast, HAS_BIAS=T.bias is not None, SOFTPLUS=p.softplus,
+            num_warps=lay.num_warps,
         )
-    _chain(p, T, hloc, dsum, hstart, flip=0)
-    for idx, o in enumerate(p.orients):
+    _chain(p, frames[0].T, hloc, dsum, hstart, flip=0)
+    for f in frames:
+        o, T = f.o, f.T
         lay = _layout(p.D, p.N, False, o.seg_fast, interpret)
         phases = len(o.routes) if p.u_shared else 1
         k0, kstep, nk = _route_args(o, phases)
         _k._fwd_out_kernel[_grid(p, o, lay, nk)](
-            T.u, T.dt, T.A2, T.B, T.C, _opt(T, T.D), _opt(T, T.bias), hstart, y,
+            T.u, T.dt, T.A2, T.B, T.C, _opt(T, T.D), _opt(T, T.bias), hstart, f.y,
             *T.su, *T.sd, *T.sB, *T.sC, *T.sy,
-            *_geom_args(p, o), k0, kstep, p.rev_from,
-            **lay.meta(), SEG_FAST=o.seg_fast, **flags, HAS_D=T.D is not None,
-            PHASES=phases, ACCUM=p.u_shared and idx > 0, num_warps=lay.num_warps,
+            *_geom_args(p, o), k0, kstep, p.rev_from, T.kdiv,
+            **lay.meta(), N=p.N, SEG_FAST=o.seg_fast, HAS_BIAS=T.bias is not None, SOFTPLUS=p.softplus,
+            HAS_D=T.D is not None, PHASES=phases, ACCUM=False, num_warps=lay.num_warps,
         )
     return hstart, dsum
 
 
-def scan_backward(
-    p: Problem, T: _Tensors, dy: Tensor, hstart: Tensor, dsum: Tensor, sdd: Tuple[int, int]
-) -> Tuple[Tensor, Tensor, Dict[str, Tensor]]:
-    """Backward passes 1-3 for upstream gradient dy (float32, laid out like y).
+def scan_backward(p: Problem, frames: List[_Frame], hstart: Tensor, dsum: Tensor) -> Dict[str, Tensor]:
+    """Backward passes 1-3 for every frame, from each frame's dy (float32, laid out like y).
 
-    Returns du (float32, laid out like y), ddt (dtype of dt, batch/route strides ``sdd``,
-    packed) and dA (K*D, N), dB, dC (per route, float32), dD, dbias (K*D,)."""
+    Fills each frame's du (float32) and ddt; returns dA (K*D, N), dD, dbias (K*D,) and, per
+    frame, dB/dC (float32, (B, routes-in-frame-tensor, N, length)) as ``dB{i}``/``dC{i}``."""
     interpret = triton_interpreting()
-    dev = T.u.device
+    A2 = frames[0].T.A2
+    dev = A2.device
     shape = (p.batch, p.K, p.D, p.nseg_stride)
     f32 = dict(device=dev, dtype=torch.float32)
     gloc = torch.zeros(*shape, p.N, **f32)
@@ -264,54 +300,52 @@ def scan_backward(
     dD_part = torch.zeros(*shape, **f32)
     dbias_part = torch.zeros(*shape, **f32)
     zscr = torch.empty(p.batch, p.K, p.D, p.length, **f32)
-    du = torch.empty_like(dy)
-    ddt = torch.empty(p.batch, p.K, p.D, p.length, device=dev, dtype=T.dt.dtype)
-    lays = [_layout(p.D, p.N, True, o.seg_fast, interpret) for o in p.orients]
-    n_dblk = max(-(-p.D // lay.d_blk) for lay in lays)
-    dBC = torch.zeros(2, n_dblk, p.batch, p.K, p.N, p.length, **f32) if n_dblk > 1 else torch.empty(2, 1, p.batch, p.K, p.N, p.length, **f32)
-    dB_buf, dC_buf = dBC[0], dBC[1]
-    sdc = (dB_buf.stride(0), dB_buf.stride(1), dB_buf.stride(2))
     sz = (zscr.stride(0), zscr.stride(1))
-    sdd = (ddt.stride(0), ddt.stride(1))
-    flags = dict(N=p.N, HAS_BIAS=T.bias is not None, SOFTPLUS=p.softplus)
-    for o in p.orients:
+    grads: Dict[str, Tensor] = {}
+    for f in frames:
+        o, T = f.o, f.T
         lay = _layout(p.D, p.N, False, o.seg_fast, interpret)
         k0, kstep, nk = _route_args(o, 1)
         _k._bwd_local_kernel[_grid(p, o, lay, nk)](
-            T.dt, T.A2, T.C, _opt(T, T.bias), dy, gloc,
+            T.dt, T.A2, T.C, _opt(T, T.bias), f.dy, gloc,
             *T.sd, *T.sC, *T.sy,
-            *_geom_args(p, o), k0, kstep, p.rev_from,
-            **lay.meta(), SEG_FAST=o.seg_fast, **flags, num_warps=lay.num_warps,
+            *_geom_args(p, o), k0, kstep, p.rev_from, T.kdiv,
+            **lay.meta(), N=p.N, SEG_FAST=o.seg_fast, HAS_BIAS=T.bias is not None, SOFTPLUS=p.softplus,
+            num_warps=lay.num_warps,
         )
-    _chain(p, T, gloc, dsum, gin, flip=1)
-    for o, lay in zip(p.orients, lays):
+    _chain(p, frames[0].T, gloc, dsum, gin, flip=1)
+    for i, f in enumerate(frames):
+        o, T = f.o, f.T
+        lay = _layout(p.D, p.N, True, o.seg_fast, interpret)
+        n_dblk = -(-p.D // lay.d_blk)
+        k_tensor = T.B.shape[1]  # routes held by this frame's B/C tensors
+        dBC = (torch.zeros if n_dblk > 1 else torch.empty)(2, n_dblk, p.batch, k_tensor, p.N, p.length, **f32)
+        dB_buf, dC_buf = dBC[0], dBC[1]
+        sdc = (dB_buf.stride(0), dB_buf.stride(1), dB_buf.stride(2))
         k0, kstep, nk = _route_args(o, 1)
+        flags = dict(N=p.N, SEG_FAST=o.seg_fast, HAS_BIAS=T.bias is not None, SOFTPLUS=p.softplus)
         _k._bwd_fwd_kernel[_grid(p, o, lay, nk)](
-            T.u, T.dt, T.A2, T.B, T.C, _opt(T, T.bias), dy, hstart, gin,
+            T.u, T.dt, T.A2, T.B, T.C, _opt(T, T.bias), f.dy, hstart, gin,
             dC_buf, zscr, zoff, dA_part, dD_part,
             *T.su, *T.sd, *T.sB, *T.sC, *T.sy, *sdc, *sz,
-            *_geom_args(p, o), k0, kstep, p.rev_from,
-            **lay.meta(), SEG_FAST=o.seg_fast, **flags, num_warps=lay.num_warps,
+            *_geom_args(p, o), k0, kstep, p.rev_from, T.kdiv,
+            **lay.meta(), **flags, num_warps=lay.num_warps,
         )
-    for idx, (o, lay) in enumerate(zip(p.orients, lays)):
         phases = len(o.routes) if p.u_shared else 1
         k0, kstep, nk = _route_args(o, phases)
         _k._bwd_rev_kernel[_grid(p, o, lay, nk)](
-            T.u, T.dt, T.A2, T.B, T.C, _opt(T, T.D), _opt(T, T.bias), dy, gin, dsum, zscr, zoff,
-            du, ddt, dB_buf, dA_part, dbias_part,
-            *T.su, *T.sd, *T.sB, *T.sC, *T.sy, *sdc, *sz, *T.sy, *sdd,
-            *_geom_args(p, o), k0, kstep, p.rev_from,
-            **lay.meta(), SEG_FAST=o.seg_fast, **flags, HAS_D=T.D is not None,
-            PHASES=phases, ACCUM=p.u_shared and idx > 0, num_warps=lay.num_warps,
+            T.u, T.dt, T.A2, T.B, T.C, _opt(T, T.D), _opt(T, T.bias), f.dy, gin, dsum, zscr, zoff,
+            f.du, f.ddt, dB_buf, dA_part, dbias_part,
+            *T.su, *T.sd, *T.sB, *T.sC, *T.sy, *sdc, *sz, *T.sy, *f.sdd,
+            *_geom_args(p, o), k0, kstep, p.rev_from, T.kdiv,
+            **lay.meta(), **flags, HAS_D=T.D is not None, PHASES=phases, ACCUM=False, num_warps=lay.num_warps,
         )
-    grads = dict(
-        dA=dA_part.sum(dim=(0, 3)).reshape(p.K * p.D, p.N),
-        dB=dB_buf.sum(0) if n_dblk > 1 else dB_buf[0],
-        dC=dC_buf.sum(0) if n_dblk > 1 else dC_buf[0],
-        dD=dD_part.sum(dim=(0, 3)).reshape(-1),
-        dbias=dbias_part.sum(dim=(0, 3)).reshape(-1),
-    )
-    return du, ddt, grads
+        grads[f"dB{i}"] = dB_buf.sum(0) if n_dblk > 1 else dB_buf[0]
+        grads[f"dC{i}"] = dC_buf.sum(0) if n_dblk > 1 else dC_buf[0]
+    grads["dA"] = dA_part.sum(dim=(0, 3)).reshape(p.K * p.D, p.N)
+    grads["dD"] = dD_part.sum(dim=(0, 3)).reshape(-1)
+    grads["dbias"] = dbias_part.sum(dim=(0, 3)).reshape(-1)
+    return grads
 
 
 # ----------------------------------------------------------------------------------------
@@ -356,38 +390,22 @@ def _operands_1d(u, delta, A, B, C, D, bias, groups: int) -> _Tensors:
     )
 
 
-def _operands_2d(u, delta, A, B, C, D, bias) -> _Tensors:
-    batch, d, h, w = u.shape
-    A2, D32, b32 = _params(A, D, bias)
-    return _Tensors(
-        u, delta, A2, B, C, D32, b32,
-        su=(u.stride(0), 0), sd=(delta.stride(0), delta.stride(1)),
-        sB=(B.stride(0), B.stride(1)), sC=(C.stride(0), C.stride(1)),
-        sy=(d * h * w, 0),
-    )
-
-
-def _finish_grads(ctx, p: Problem, du, ddt, g, u, delta, A, B, C, D, bias):
-    need = ctx.needs_input_grad
-    return (
-        du.to(u.dtype).view(u.shape) if need[0] else None,
-        ddt.view(delta.shape) if need[1] else None,
-        g["dA"].to(A.dtype) if need[2] else None,
-        g["dB"].view(B.shape).to(B.dtype) if need[3] else None,
-        g["dC"].view(C.shape).to(C.dtype) if need[4] else None,
-        g["dD"].to(D.dtype) if (D is not None and need[5]) else None,
-        g["dbias"].to(bias.dtype) if (bias is not None and need[6]) else None,
-        None,
-    )
-
-
 def _zero_grads(u, delta, A, B, C, D, bias):
     z = torch.zeros_like
     return (z(u), z(delta), z(A), z(B), z(C), None if D is None else z(D), None if bias is None else z(bias), None)
 
 
+def _param_grads(ctx, g: Dict[str, Tensor], A: Tensor, D: Optional[Tensor], bias: Optional[Tensor]):
+    need = ctx.needs_input_grad
+    return (
+        g["dA"].to(A.dtype) if need[2] else None,
+        g["dD"].to(D.dtype) if (D is not None and need[5]) else None,
+        g["dbias"].to(bias.dtype) if (bias is not None and need[6]) else None,
+    )
+
+
 class _Scan1D(torch.autograd.Function):
-    """Autograd for :func:`selective_scan_triton` (1-D contract)."""
+    """Autograd for :func:`selective_scan_triton` (1-D contract): one frame, row-major."""
 
     @staticmethod
     def forward(ctx, u, delta, A, B, C, D, delta_bias, delta_softplus):  # type: ignore[override]
@@ -405,7 +423,8 @@ class _Scan1D(torch.autograd.Function):
         y = torch.empty(batch, gd, length, device=u.device, dtype=torch.float32)
         hstart = dsum = y
         if length > 0 and batch > 0:
-            hstart, dsum = scan_forward(p, _operands_1d(u, delta, A, B, C, D, delta_bias, groups), y)
+            f = _Frame(p.orients[0], _operands_1d(u, delta, A, B, C, D, delta_bias, groups), y=y)
+            hstart, dsum = scan_forward(p, [f])
         ctx.problem = p
         ctx.save_for_backward(u, delta, A, B, C, D, delta_bias, hstart, dsum)
         return y
@@ -417,12 +436,30 @@ class _Scan1D(torch.autograd.Function):
         if p.length == 0 or p.batch == 0:
             return _zero_grads(u, delta, A, B, C, D, bias)
         T = _operands_1d(u, delta, A, B, C, D, bias, p.K)
-        du, ddt, g = scan_backward(p, T, dy.float().contiguous(), hstart, dsum, T.sd)
-        return _finish_grads(ctx, p, du, ddt, g, u, delta, A, B, C, D, bias)
+        du = torch.empty(u.shape, device=u.device, dtype=torch.float32)
+        ddt = torch.empty(delta.shape, device=u.device, dtype=delta.dtype)
+        f = _Frame(p.orients[0], T, dy=dy.float().contiguous(), du=du, ddt=ddt, sdd=T.sy)
+        g = scan_backward(p, [f], hstart, dsum)
+        need = ctx.needs_input_grad
+        dA, dD, dbias = _param_grads(ctx, g, A, D, bias)
+        return (
+            du.to(u.dtype) if need[0] else None,
+            ddt if need[1] else None,
+            dA,
+            g["dB0"].to(B.dtype) if need[3] else None,
+            g["dC0"].to(C.dtype) if need[4] else None,
+            dD,
+            dbias,
+            None,
+        )
 
 
 class _Scan2D(torch.autograd.Function):
-    """Autograd for :func:`selective_scan_2d_triton` (fused cross-scan / merge)."""
+    """Autograd for :func:`selective_scan_2d_triton` (fused cross-scan / merge).
+
+    Every route runs with its lanes over adjacent image columns (coalesced loads): routes 1/3
+    (column-major) on the maps as they are, routes 0/2 (row-major) on transposed copies of
+    u, delta, B, C made by a tiled transpose; their outputs are transposed back and added."""
 
     @staticmethod
     def forward(ctx, u, delta, A, B, C, D, delta_bias, delta_softplus):  # type: ignore[override]
@@ -433,17 +470,16 @@ class _Scan2D(torch.autograd.Function):
             raise ValueError(f"the fused 2-D scan takes 1, 2 or 4 routes, got {k}")
         L = h * w
         u, delta, B, C = _planes(u, 2, L), _planes(delta, 2, L), _planes(B, 2, L), _planes(C, 2, L)
-        rows = Orientation(tuple(r for r in (0, 2) if r < k), outer=h, inner=w, so=w, si=1, seg_fast=False)
-        cols = Orientation(tuple(r for r in (1, 3) if r < k), outer=w, inner=h, so=1, si=w, seg_fast=True)
-        p = Problem(
-            batch=batch, K=k, D=d, N=n, length=L, orients=(rows, cols) if k >= 2 else (rows,),
-            rev_from=2 if k == 4 else k, u_shared=True, softplus=bool(delta_softplus),
-        )
-        p = _finish(p, u.device)
+        p = _problem_2d(batch, k, d, n, h, w, bool(delta_softplus), u.device)
         y = torch.empty(batch, d, h, w, device=u.device, dtype=torch.float32)
         hstart = dsum = y
         if L > 0 and batch > 0:
-            hstart, dsum = scan_forward(p, _operands_2d(u, delta, A, B, C, D, delta_bias), y)
+            frames = _frames_2d(p, u, delta, A, B, C, D, delta_bias)
+            frames[0].y = torch.empty(batch, d, w, h, device=u.device, dtype=torch.float32)  # rows, transposed
+            if len(frames) > 1:
+                frames[1].y = y
+            hstart, dsum = scan_forward(p, frames)
+            transpose_planes(frames[0].y, y, accumulate=len(frames) > 1)
         ctx.problem = p
         ctx.save_for_backward(u, delta, A, B, C, D, delta_bias, hstart, dsum)
         return y
@@ -454,9 +490,91 @@ class _Scan2D(torch.autograd.Function):
         p: Problem = ctx.problem
         if p.length == 0 or p.batch == 0:
             return _zero_grads(u, delta, A, B, C, D, bias)
-        T = _operands_2d(u, delta, A, B, C, D, bias)
-        du, ddt, g = scan_backward(p, T, dy.float().contiguous(), hstart, dsum, T.sd)
-        return _finish_grads(ctx, p, du, ddt, g, u, delta, A, B, C, D, bias)
+        batch, d, h, w = u.shape
+        dy = dy.float().contiguous()
+        frames = _frames_2d(p, u, delta, A, B, C, D, bias)
+        rows = frames[0]
+        kr = len(rows.o.routes)
+        f32 = dict(device=u.device, dtype=torch.float32)
+        rows.dy = transpose_planes(dy)
+        rows.du = torch.empty(batch, d, w, h, **f32)
+        rows.ddt = torch.empty(batch, kr, d, w * h, device=u.device, dtype=delta.dtype)
+        rows.sdd = (rows.ddt.stride(0), rows.ddt.stride(1))
+        du = torch.empty(batch, d, h, w, **f32)
+        ddt = torch.empty(delta.shape, device=u.device, dtype=delta.dtype)
+        if len(frames) > 1:
+            cols = frames[1]
+            cols.dy, cols.du, cols.ddt = dy, du, ddt
+            cols.sdd = (ddt.stride(0), ddt.stride(1))
+        g = scan_backward(p, frames, hstart, dsum)
+        transpose_planes(rows.du, du, accumulate=len(frames) > 1)
+        dB = torch.empty(B.shape, device=u.device, dtype=B.dtype)
+        dC = torch.empty(C.shape, device=u.device, dtype=C.dtype)
+        n = B.shape[2]
+        for j, kk in enumerate(rows.o.routes):  # back from the transposed frame
+            transpose_planes(rows.ddt[:, j].view(batch, d, w, h), ddt[:, kk])
+            transpose_planes(g["dB0"][:, j].view(batch, n, w, h), dB[:, kk])
+            transpose_planes(g["dC0"][:, j].view(batch, n, w, h), dC[:, kk])
+        if len(frames) > 1:
+            for kk in frames[1].o.routes:
+                dB[:, kk] = g["dB1"][:, kk].view(batch, -1, h, w)
+                dC[:, kk] = g["dC1"][:, kk].view(batch, -1, h, w)
+        need = ctx.needs_input_grad
+        dA, dD, dbias = _param_grads(ctx, g, A, D, bias)
+        return (
+            du.to(u.dtype) if need[0] else None,
+            ddt if need[1] else None,
+            dA,
+            dB if need[3] else None,
+            dC if need[4] else None,
+            dD,
+            dbias,
+            None,
+        )
+
+
+def _problem_2d(batch: int, k: int, d: int, n: int, h: int, w: int, softplus: bool, device: torch.device) -> Problem:
+    """Rows frame first (routes 0/2 on the transposed W x H maps), then columns (1/3)."""
+    rows = Orientation(tuple(r for r in (0, 2) if r < k), outer=h, inner=w, so=1, si=h, seg_fast=True)
+    cols = Orientation(tuple(r for r in (1, 3) if r < k), outer=w, inner=h, so=1, si=w, seg_fast=True)
+    p = Problem(
+        batch=batch, K=k, D=d, N=n, length=h * w, orients=(rows, cols) if k >= 2 else (rows,),
+        rev_from=2 if k == 4 else k, u_shared=True, softplus=softplus,
+    )
+    return _finish(p, device)
+
+
+def _frames_2d(p: Problem, u, delta, A, B, C, D, bias) -> List[_Frame]:
+    """Operands of the two frames; the rows frame gets transposed copies (routes 0/2 only)."""
+    batch, d, h, w = u.shape
+    L = h * w
+    A2, D32, b32 = _params(A, D, bias)
+    rows_o = p.orients[0]
+    kr = len(rows_o.routes)
+    u_t = transpose_planes(u)  # (B, D, W, H)
+    dt_t = torch.empty(batch, kr, d, w, h, device=u.device, dtype=delta.dtype)
+    B_t = torch.empty(batch, kr, B.shape[2], w, h, device=u.device, dtype=B.dtype)
+    C_t = torch.empty(batch, kr, C.shape[2], w, h, device=u.device, dtype=C.dtype)
+    for j, kk in enumerate(rows_o.routes):
+        transpose_planes(delta[:, kk], dt_t[:, j])
+        transpose_planes(B[:, kk], B_t[:, j])
+        transpose_planes(C[:, kk], C_t[:, j])
+    kdiv = 2  # routes 0/2 -> index 0/1 of the transposed tensors
+    rows = _Frame(rows_o, _Tensors(
+        u_t, dt_t, A2, B_t, C_t, D32, b32,
+        su=(d * L, 0), sd=(dt_t.stride(0), dt_t.stride(1)),
+        sB=(B_t.stride(0), B_t.stride(1)), sC=(C_t.stride(0), C_t.stride(1)),
+        sy=(d * L, 0), kdiv=kdiv,
+    ))
+    frames = [rows]
+    if p.K >= 2:
+        frames.append(_Frame(p.orients[1], _Tensors(
+            u, delta, A2, B, C, D32, b32,
+            su=(u.stride(0), 0), sd=(delta.stride(0), delta.stride(1)),
+            sB=(B.stride(0), B.stride(1)), sC=(C.stride(0), C.stride(1)),
+            sy=(d * L, 0), kdiv=1,
+        )))
+    return frames
 
 
 def selective_scan_triton(
