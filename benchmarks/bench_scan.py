@@ -131,15 +131,14 @@ def torch_reference_ms(batch, k, d, n, h, w, dtype, dev) -> float:
 
 SWEEP = [
     {},
-    {"DIFFMF_TRITON_LAYOUT_FWD": "2,1,4,1,4"},  # one channel group per warp: 32 adjacent columns
-    {"DIFFMF_TRITON_LAYOUT_FWD": "2,1,4,0,16"},  # no register prefetch
-    {"DIFFMF_TRITON_LAYOUT_FWD": "4,1,4,1,16"},  # 64 states per thread
-    {"DIFFMF_TRITON_LAYOUT_BWD": "2,2,8,0"},
-    {"DIFFMF_TRITON_LAYOUT_BWD": "4,2,4,0"},
-    {"DIFFMF_TRITON_LAYOUT_BWD": "2,1,4,0"},
-    {"DIFFMF_TRITON_LAYOUT_BWD": "2,2,4,1"},
-    {"DIFFMF_TRITON_SEGLEN": "64"},
-    {"DIFFMF_TRITON_SEGLEN": "512"},
+    {"DIFFMF_TRITON_LAYOUT_FWD": "2,1,4,1,16,168"},  # register cap: 3 CTAs per SM
+    {"DIFFMF_TRITON_LAYOUT_FWD": "2,1,4,1,16,128"},  # 4 CTAs per SM (spills)
+    {"DIFFMF_TRITON_LAYOUT_FWD": "2,1,2,1,8"},  # 2-warp programs
+    {"DIFFMF_TRITON_LAYOUT_BWD": "2,2,4,1,0,168"},
+    {"DIFFMF_TRITON_LAYOUT_BWD": "1,2,4,1"},  # 8 states per thread: fewer registers
+    {"DIFFMF_TRITON_LAYOUT_BWD": "1,2,4,1,0,128"},
+    {"DIFFMF_TRITON_LAYOUT_BWD": "2,2,4,0"},  # no prefetch (the previous default)
+    {"DIFFMF_TRITON_SEGLEN": "96"},
 ]
 
 

@@ -184,6 +184,15 @@ def test_2d_every_route_matches_oracle(k, h, w):
     check(grads(selective_scan_2d_triton, ins, dy, True), oracle(ins, dy, True))
 
 
+@pytest.mark.parametrize("prefetch", [True, False])
+def test_2d_prefetch_paths(prefetch, monkeypatch):
+    """Both load schedules, including the prefetched read-add-write of y and du (phase 2)."""
+    monkeypatch.setattr(triton_scan, "INTERPRET_PREFETCH", prefetch)
+    ins = inputs_2d(1, 4, 3, 4, 4, 5)
+    dy = torch.randn(1, 3, 4, 5)
+    check(grads(selective_scan_2d_triton, ins, dy, True), oracle(ins, dy, True))
+
+
 def test_2d_bf16_inputs_and_channel_blocks():
     """bf16 inputs; D = 10 > the 8 channels of one interpreter program (partial dB/dC sums)."""
     ins = inputs_2d(1, 4, 10, 4, 4, 5, dtype=torch.bfloat16)

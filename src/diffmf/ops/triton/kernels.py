@@ -332,30 +332,37 @@ def _fwd_out_kernel(
         uu_n = tl.load(u_b + (co + pos_n))
         bb_n = tl.load(B_b + (no + pos_n))
         cc_n = tl.load(C_b + (no + pos_n))
+        yo_n = tl.where(d_ok, 0.0, 0.0)  # y written before (by phase 0), added in later phases
+        if ACCUM or ph > 0:
+            yo_n = tl.load(y_b + (co + pos_n), mask=w_ok & ok_n, other=0.0)
         for t in range(0, S):
-            if PREFETCH:
-                pos, ok, xr, uu, bb, cc = pos_n, ok_n, xr_n, uu_n, bb_n, cc_n
+            if PREFETCH:  # loads for step t + 1 are in flight while step t computes
+                pos, ok, xr, uu, bb, cc, yo = pos_n, ok_n, xr_n, uu_n, bb_n, cc_n, yo_n
                 pos_n, ok_n = _step(t + 1, p, o, rev, S, INNER, so, si, s_ok)
                 xr_n = tl.load(dt_b + (co + pos_n))
                 uu_n = tl.load(u_b + (co + pos_n))
                 bb_n = tl.load(B_b + (no + pos_n))
                 cc_n = tl.load(C_b + (no + pos_n))
+                if ACCUM or ph > 0:
+                    yo_n = tl.load(y_b + (co + pos_n), mask=w_ok & ok_n, other=0.0)
             else:
                 pos, ok = _step(t, p, o, rev, S, INNER, so, si, s_ok)
                 xr = tl.load(dt_b + (co + pos))
                 uu = tl.load(u_b + (co + pos))
                 bb = tl.load(B_b + (no + pos))
                 cc = tl.load(C_b + (no + pos))
+                yo = yo_n
+                if ACCUM or ph > 0:
+                    yo = tl.load(y_b + (co + pos), mask=w_ok & ok, other=0.0)
             _, dl = _delta(xr, d_ok & ok, bias, HAS_BIAS, SOFTPLUS)
             uf = uu.to(tl.float32)
             h = tl.exp2(dl * A2) * h + (dl * uf) * _states_only(bb, n_ok, N, NPT * NS)
             yv = _sum_states(cc.to(tl.float32) * h, SEG_FAST)
             if HAS_D:
                 yv += Dk * uf
-            mw = w_ok & ok
             if ACCUM or ph > 0:
-                yv += tl.load(y_b + (co + pos), mask=mw, other=0.0)
-            tl.store(y_b + (co + pos), yv, mask=mw)
+                yv += yo
+            tl.store(y_b + (co + pos), yv, mask=w_ok & ok)
         if PHASES > 1:
             tl.debug_barrier()
 
@@ -564,15 +571,22 @@ def _bwd_rev_kernel(
         dy_n = tl.load(dy_b + (co + pos_n))
         bb_n = tl.load(B_b + (no + pos_n))
         cc_n = tl.load(C_b + (no + pos_n))
+        zp_n = tl.load(z_b + (co + pos_n), mask=w_ok & ok_n, other=0.0)
+        do_n = tl.where(d_ok, 0.0, 0.0)  # du written before (by phase 0), added in later phases
+        if ACCUM or ph > 0:
+            do_n = tl.load(du_b + (co + pos_n), mask=w_ok & ok_n, other=0.0)
         for t in range(0, S):
-            if PREFETCH:
-                pos, ok, xr, uu, dy, bb, cc = pos_n, ok_n, xr_n, uu_n, dy_n, bb_n, cc_n
+            if PREFETCH:  # loads for step t + 1 are in flight while step t computes
+                pos, ok, xr, uu, dy, bb, cc, zp, do = pos_n, ok_n, xr_n, uu_n, dy_n, bb_n, cc_n, zp_n, do_n
                 pos_n, ok_n = _step(t + 1, p, o, rev, S, INNER, so, si, s_ok)
                 xr_n = tl.load(dt_b + (co + pos_n))
                 uu_n = tl.load(u_b + (co + pos_n))
                 dy_n = tl.load(dy_b + (co + pos_n))
                 bb_n = tl.load(B_b + (no + pos_n))
                 cc_n = tl.load(C_b + (no + pos_n))
+                zp_n = tl.load(z_b + (co + pos_n), mask=w_ok & ok_n, other=0.0)
+                if ACCUM or ph > 0:
+                    do_n = tl.load(du_b + (co + pos_n), mask=w_ok & ok_n, other=0.0)
             else:
                 pos, ok = _step(t, p, o, rev, S, INNER, so, si, s_ok)
                 xr = tl.load(dt_b + (co + pos))
@@ -580,6 +594,10 @@ def _bwd_rev_kernel(
                 dy = tl.load(dy_b + (co + pos))
                 bb = tl.load(B_b + (no + pos))
                 cc = tl.load(C_b + (no + pos))
+                zp = tl.load(z_b + (co + pos), mask=w_ok & ok, other=0.0)
+                do = do_n
+                if ACCUM or ph > 0:
+                    do = tl.load(du_b + (co + pos), mask=w_ok & ok, other=0.0)
             m = d_ok & ok
             mw = w_ok & ok
             x, dl = _delta(xr, m, bias, HAS_BIAS, SOFTPLUS)
@@ -592,14 +610,13 @@ def _bwd_rev_kernel(
             if HAS_D:
                 du += Dk * dyf
             if ACCUM or ph > 0:
-                du += tl.load(du_b + (co + pos), mask=mw, other=0.0)
+                du += do
             tl.store(du_b + (co + pos), du, mask=mw)
             dlu = dl * uf
             zg = (dlu * bf) * gh
             zgs += _sum_states(zg * A2, SEG_FAST) * LN2
             dAr += zg * (dseg - dsuf)
             dsuf += dl
-            zp = tl.load(z_b + (co + pos), mask=mw, other=0.0)
             ddl = uf * gB + (zoff - zp - zgs)
             if SOFTPLUS:
                 ddl = ddl * _softplus_grad(x)

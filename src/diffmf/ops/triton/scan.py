@@ -55,13 +55,18 @@ class Layout:
     ns: int
     num_warps: int
     prefetch: bool = True
+    maxnreg: int = 0  # register cap per thread (0: compiler's choice)
 
     @property
     def d_blk(self) -> int:
         return self.dpt * self.cg
 
     def meta(self) -> Dict[str, int]:
-        return dict(DPT=self.dpt, NPT=self.npt, SG=self.sg, CG=self.cg, NS=self.ns, PREFETCH=self.prefetch)
+        """Kernel constexprs and launch options."""
+        m = dict(DPT=self.dpt, NPT=self.npt, SG=self.sg, CG=self.cg, NS=self.ns, PREFETCH=self.prefetch, num_warps=self.num_warps)
+        if self.maxnreg:
+            m["maxnreg"] = self.maxnreg
+        return m
 
 
 @dataclass(frozen=True)
@@ -103,10 +108,10 @@ def _sm_count(device: torch.device) -> int:
     return 4
 
 
-def _parse_layout(text: str) -> Tuple[int, int, int, bool, int]:
-    """"dpt,ns,warps,prefetch[,max channel groups per program]"."""
-    vals = [int(v) for v in text.split(",")]
-    return vals[0], vals[1], vals[2], bool(vals[3]), (vals[4] if len(vals) > 4 else 0)
+def _parse_layout(text: str) -> Tuple[int, int, int, bool, int, int]:
+    """"dpt,ns,warps,prefetch[,max channel groups per program[,register cap]]"."""
+    vals = [int(v) for v in text.split(",")] + [0, 0]
+    return vals[0], vals[1], vals[2], bool(vals[3]), vals[4], vals[5]
 
 
 def _layout(D: int, N: int, backward: bool, seg_fast: bool, interpret: bool) -> Layout:
@@ -122,12 +127,12 @@ def _layout(D: int, N: int, backward: bool, seg_fast: bool, interpret: bool) -> 
         ns = 2 if (backward and np_ >= 2) else 1
         dpt = 2 if D >= 2 else 1
         cg = min(_pow2(-(-D // dpt)), 4)  # D > 8 exercises the channel-block partial sums
-        prefetch = (not backward) if INTERPRET_PREFETCH is None else INTERPRET_PREFETCH
+        prefetch = (not backward) if INTERPRET_PREFETCH is None else INTERPRET_PREFETCH  # both paths tested
         return Layout(dpt=dpt, npt=np_ // ns, sg=16, cg=cg, ns=ns, num_warps=1, prefetch=prefetch)
-    dpt, ns, warps, prefetch, cg_max = (2, 2, 4, False, 0) if backward else (2, 1, 4, True, 16)
+    dpt, ns, warps, prefetch, cg_max, maxnreg = (2, 2, 4, True, 0, 0) if backward else (2, 1, 4, True, 16, 0)
     override = os.environ.get(LAYOUT_BWD_ENV if backward else LAYOUT_FWD_ENV)
     if override:
-        dpt, ns, warps, prefetch, cg_max = _parse_layout(override)
+        dpt, ns, warps, prefetch, cg_max, maxnreg = _parse_layout(override)
     ns = min(ns, np_)
     dpt = min(dpt, _pow2(D))
     lanes = 32 * warps
@@ -135,7 +140,7 @@ def _layout(D: int, N: int, backward: bool, seg_fast: bool, interpret: bool) -> 
     if seg_fast and cg_max:  # fewer channel groups, more adjacent columns per warp
         cg = min(cg, _pow2(cg_max))
     sg = lanes // (cg * ns)
-    return Layout(dpt=dpt, npt=np_ // ns, sg=sg, cg=cg, ns=ns, num_warps=warps, prefetch=prefetch)
+    return Layout(dpt=dpt, npt=np_ // ns, sg=sg, cg=cg, ns=ns, num_warps=warps, prefetch=prefetch, maxnreg=maxnreg)
 
 
 def _seglen(o: Orientation, p: "Problem", lanes_per_seg: int, device: torch.device, interpret: bool) -> int:
@@ -265,7 +270,6 @@ def scan_forward(p: Problem, frames: List[_Frame]) -> Tuple[Tensor, Tensor]:
             *T.su, *T.sd, *T.sB,
             *_geom_args(p, o), k0, kstep, p.rev_from, T.kdiv,
             **lay.meta(), N=p.N, SEG_FAST=o.seg_fast, HAS_BIAS=T.bias is not None, SOFTPLUS=p.softplus,
-            num_warps=lay.num_warps,
         )
     _chain(p, frames[0].T, hloc, dsum, hstart, flip=0)
     for f in frames:
@@ -278,7 +282,7 @@ def scan_forward(p: Problem, frames: List[_Frame]) -> Tuple[Tensor, Tensor]:
             *T.su, *T.sd, *T.sB, *T.sC, *T.sy,
             *_geom_args(p, o), k0, kstep, p.rev_from, T.kdiv,
             **lay.meta(), N=p.N, SEG_FAST=o.seg_fast, HAS_BIAS=T.bias is not None, SOFTPLUS=p.softplus,
-            HAS_D=T.D is not None, PHASES=phases, ACCUM=False, num_warps=lay.num_warps,
+            HAS_D=T.D is not None, PHASES=phases, ACCUM=False,
         )
     return hstart, dsum
 
@@ -311,7 +315,6 @@ def scan_backward(p: Problem, frames: List[_Frame], hstart: Tensor, dsum: Tensor
             *T.sd, *T.sC, *T.sy,
             *_geom_args(p, o), k0, kstep, p.rev_from, T.kdiv,
             **lay.meta(), N=p.N, SEG_FAST=o.seg_fast, HAS_BIAS=T.bias is not None, SOFTPLUS=p.softplus,
-            num_warps=lay.num_warps,
         )
     _chain(p, frames[0].T, gloc, dsum, gin, flip=1)
     for i, f in enumerate(frames):
@@ -329,7 +332,7 @@ def scan_backward(p: Problem, frames: List[_Frame], hstart: Tensor, dsum: Tensor
             dC_buf, zscr, zoff, dA_part, dD_part,
             *T.su, *T.sd, *T.sB, *T.sC, *T.sy, *sdc, *sz,
             *_geom_args(p, o), k0, kstep, p.rev_from, T.kdiv,
-            **lay.meta(), **flags, num_warps=lay.num_warps,
+            **lay.meta(), **flags,
         )
         phases = len(o.routes) if p.u_shared else 1
         k0, kstep, nk = _route_args(o, phases)
@@ -338,7 +341,7 @@ def scan_backward(p: Problem, frames: List[_Frame], hstart: Tensor, dsum: Tensor
             f.du, f.ddt, dB_buf, dA_part, dbias_part,
             *T.su, *T.sd, *T.sB, *T.sC, *T.sy, *sdc, *sz, *T.sy, *f.sdd,
             *_geom_args(p, o), k0, kstep, p.rev_from, T.kdiv,
-            **lay.meta(), **flags, HAS_D=T.D is not None, PHASES=phases, ACCUM=False, num_warps=lay.num_warps,
+            **lay.meta(), **flags, HAS_D=T.D is not None, PHASES=phases, ACCUM=False,
         )
         grads[f"dB{i}"] = dB_buf.sum(0) if n_dblk > 1 else dB_buf[0]
         grads[f"dC{i}"] = dC_buf.sum(0) if n_dblk > 1 else dC_buf[0]
