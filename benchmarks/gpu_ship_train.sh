@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# Train (or resume) the shipped weights diffmf_paper.roadscene on the device machine for at most
+# SECONDS (default 480), then copy what the next call and the docs need to $OUT.
+# Carry: .data/train (RoadScene171, MSRS8), .data/test (TNO25 for validation) and, to resume,
+# runs/ship (latest checkpoint from the previous call).
+#   bash benchmarks/gpu_ship_train.sh 480
+set -uo pipefail
+SECONDS_BUDGET=${1:-480}
+RUN=runs/ship
+export PYTHONPATH=src PYTHONUNBUFFERED=1
+mkdir -p "$RUN/checkpoints" "$OUT"
+python3 -c "import torch, triton; print('torch', torch.__version__, 'triton', triton.__version__, torch.cuda.get_device_name())"
+python3 -m diffmf doctor 2>&1 | tail -8
+timeout -s TERM -k 60 "$SECONDS_BUDGET" python3 -m diffmf train diffmf_paper_roadscene --set \
+  "data.roots=[.data/train/RoadScene171,.data/train/MSRS8]" "val.roots=[.data/test/TNO25]" \
+  "out_dir=$RUN" "train.resume=auto" 2>&1 | tee "$OUT/train_console.log" | grep -v "it/s]" | tail -40
+echo "train exit: ${PIPESTATUS[0]}"
+cp "$RUN/weights.safetensors" "$OUT/" 2>/dev/null
+cp "$RUN/checkpoints/latest.pt" "$OUT/" 2>/dev/null
+tar -czf "$OUT/trainlogs.tar.gz" --exclude='*.pt' --exclude='*.safetensors' --exclude='images' -C runs ship 2>/dev/null
+nvidia-smi --query-gpu=name,memory.used,memory.total --format=csv
+ls -la "$OUT"
