@@ -17,7 +17,7 @@ from diffmf.ops.cross_scan import cross_merge, cross_scan, cross_scan_routes
 from diffmf.ops import flops as _flops
 from diffmf.ops.dispatch import resolve_backend
 from diffmf.ops.scan_ref import selective_scan_ref
-from diffmf.ops.scan_torch import selective_scan_torch
+from diffmf.ops.scan_torch import InferenceScan, scratch, selective_scan_torch
 
 
 def _check(u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Tensor) -> None:
@@ -94,8 +94,98 @@ def selective_scan_2d(
         from diffmf.ops.triton import selective_scan_2d_triton
 
         return selective_scan_2d_triton(u, delta, A, B, C, D, delta_bias, delta_softplus)
+    if name == "torch" and not (
+        torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in (u, delta, A, B, C, D, delta_bias))
+    ):
+        seq = torch.empty(batch, k * d, h * w, device="meta")  # shapes only: the contract checks of the 1-D op
+        _check(seq, seq, A, torch.empty(batch, k, B.shape[2], h * w, device="meta"), torch.empty(batch, k, C.shape[2], h * w, device="meta"))
+        return _scan_2d_inference(u, delta, A, B, C, D, delta_bias, delta_softplus)
     length = h * w
     us = cross_scan(u, k).reshape(batch, k * d, length)
     ds = cross_scan_routes(delta).reshape(batch, k * d, length)
     y = selective_scan(us, ds, A, cross_scan_routes(B), cross_scan_routes(C), D, delta_bias, delta_softplus, backend=name)
     return cross_merge(y.view(batch, k, d, length), h, w)
+
+
+class _Accumulator:
+    """Adds route outputs onto a (B, C, L) map that starts uninitialised.
+
+    The forward routes fill it from the start, the backward ones from the end; a stretch is
+    copied where nothing has been written yet and added elsewhere (no zero fill).
+    """
+
+    def __init__(self, target: Tensor) -> None:
+        self.target, self.head, self.tail = target, 0, target.shape[-1]  # written: [0, head) and [tail, L)
+
+    def put(self, lo: int, hi: int, y: Tensor) -> None:
+        cuts = sorted({lo, hi, min(max(self.head, lo), hi), min(max(self.tail, lo), hi)})
+        for p, q in zip(cuts[:-1], cuts[1:]):
+            part, dst = y[..., p - lo:q - lo], self.target[..., p:q]
+            if q <= self.head or p >= self.tail:
+                dst.add_(part)
+            else:
+                dst.copy_(part)
+        if lo <= self.head:
+            self.head = max(self.head, hi)
+        if hi >= self.tail:
+            self.tail = min(self.tail, lo)
+
+
+def _scan_2d_inference(
+    u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Tensor, D: Optional[Tensor], delta_bias: Optional[Tensor], delta_softplus: bool
+) -> Tensor:
+    """No-grad path of :func:`selective_scan_2d`: streams the routes in stretches.
+
+    Routes read the grid row-major (0, 2) or column-major (1, 3), forwards (0, 1) or
+    backwards (2, 3). The column-major routes get one transposed copy of their maps; then
+    every route's stretch is a contiguous slice (reversed for routes 2, 3) copied into small
+    buffers, scanned by :class:`InferenceScan` with the state carried from stretch to
+    stretch, and added onto a row-major and a column-major output map, merged at the end.
+    No K-fold copies of the maps, no K-fold output; working buffers are reused across calls
+    (:func:`diffmf.ops.scan_torch.scratch`). The D skip of the routes is added once:
+    (sum_k D_k) u.
+    """
+    dtype = torch.float64 if any(t.dtype == torch.float64 for t in (u, delta, A, B, C)) else torch.float32
+    u, delta, A, B, C = (t.to(dtype) for t in (u, delta, A, B, C))
+    batch, d, h, w = u.shape
+    k, n, length = delta.shape[1], A.shape[1], h * w
+
+    def seq(x: Tensor, route: int, name: str) -> Tensor:  # (batch, c, H, W) -> (batch, c, L) in the route's forward order
+        c = x.shape[1]
+        if route % 2 == 0:
+            return x.reshape(batch, c, length)
+        out = scratch(f"2d.{name}{route}", (batch, c, w, h), u)
+        out.copy_(x.transpose(-1, -2))
+        return out.view(batch, c, length)
+
+    u_seq = [seq(u, 0, "u")] + ([seq(u, 1, "u")] if k > 1 else [])
+    srcs = [(seq(delta[:, r], r, "delta"), u_seq[r % 2], seq(B[:, r], r, "B"), seq(C[:, r], r, "C")) for r in range(k)]
+    engine = InferenceScan(A, k, batch, delta_bias, delta_softplus)
+    step = min(engine.stretch, length)
+    bufs = [scratch(f"2d.buf{i}", (batch, k, c, step), u) for i, c in enumerate((d, d, n, n))]
+    ys = scratch("2d.y", (batch, k, d, step), u)
+    out = u.new_empty(batch, d, h, w)
+    maps = [_Accumulator(out.view(batch, d, length))]
+    if k > 1:
+        maps.append(_Accumulator(scratch("2d.cols", (batch, d, length), u)))
+    state = u.new_zeros(batch, k, d, n)
+    for a in range(0, length, step):
+        b = min(length, a + step)
+        s = slice(0, b - a)
+        for r in range(k):
+            lo, hi = (length - b, length - a) if r >= 2 else (a, b)
+            for src, buf in zip(srcs[r], bufs):
+                if r >= 2:
+                    torch.ops.aten.flip.out(src[..., lo:hi], [-1], out=buf[:, r, :, s])
+                else:
+                    buf[:, r, :, s].copy_(src[..., lo:hi])
+        state = engine.scan(bufs[0][..., s], bufs[1][..., s], bufs[2][..., s], bufs[3][..., s], state, ys[..., s])
+        for r in range(k):
+            lo, hi = (length - b, length - a) if r >= 2 else (a, b)
+            y = ys[:, r, :, s]
+            maps[r % 2].put(lo, hi, y.flip(-1) if r >= 2 else y)
+    if k > 1:
+        out.add_(maps[1].target.view(batch, d, w, h).transpose(-1, -2))
+    if D is not None:
+        out.addcmul_(u, D.to(dtype).view(k, d).sum(0).view(1, d, 1, 1))
+    return out
