@@ -151,11 +151,13 @@ def main(argv=None) -> int:
         x1 = [t.detach().clone() for t in ins1]
         x2 = [t.detach().clone() for t in ins2]
         if fn_or_backend == "triton":
-            x1 = [t.requires_grad_() for t in x1]; x2 = [t.requires_grad_() for t in x2]
+            x1 = [t.requires_grad_() for t in x1]
+            x2 = [t.requires_grad_() for t in x2]
             y = selective_scan_2d_triton(x1[0], x1[1], x1[2], x2[3], x2[4], x1[5], x1[6], True)
             y = y + selective_scan_2d_triton(x2[0], x2[1], x2[2], x1[3], x1[4], x2[5], x2[6], True)
         else:
-            x1 = [t.double().requires_grad_() for t in x1]; x2 = [t.double().requires_grad_() for t in x2]
+            x1 = [t.double().requires_grad_() for t in x1]
+            x2 = [t.double().requires_grad_() for t in x2]
             y = selective_scan_2d(x1[0], x1[1], x1[2], x2[3], x2[4], x1[5], x1[6], True, backend="ref")
             y = y + selective_scan_2d(x2[0], x2[1], x2[2], x1[3], x1[4], x2[5], x2[6], True, backend="ref")
         g = torch.autograd.grad(y, [x1[3], x1[4], x2[3], x2[4]], dy.to(y.dtype))

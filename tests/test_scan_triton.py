@@ -234,3 +234,12 @@ def test_2d_through_the_public_op():
     ins = inputs_2d(1, 4, 2, 4, 3, 4)
     y = selective_scan_2d(*ins, True, backend="triton")
     torch.testing.assert_close(y, selective_scan_2d(*ins, True, backend="ref"), rtol=1e-5, atol=1e-5)
+
+
+def test_doctor_reports_and_passes_its_self_check(capsys):
+    """`diffmf doctor` on this CPU: versions, the active backend and why, a passing check."""
+    from diffmf.cli.main import main
+
+    assert main(["doctor"]) == 0
+    out = capsys.readouterr().out
+    assert "triton" in out and "scan" in out and "check  ok" in out

@@ -58,7 +58,9 @@ def _versions() -> List[Tuple[str, str]]:
     if torch.cuda.is_available():
         for i in range(torch.cuda.device_count()):
             prop = torch.cuda.get_device_properties(i)
-            rows.append((f"gpu {i}", f"{prop.name}, {prop.total_memory / 2**30:.0f} GiB, sm_{prop.major}{prop.minor}, {prop.multi_processor_count} SMs"))
+            mem = prop.total_memory / 2**30
+            desc = f"{prop.name}, {mem:.0f} GiB, sm_{prop.major}{prop.minor}, {prop.multi_processor_count} SMs"
+            rows.append((f"gpu {i}", desc))
     else:
         rows.append(("gpu", "none visible to PyTorch"))
     return rows
@@ -118,10 +120,14 @@ def _self_check(device, backend: str) -> Tuple[bool, str]:
     yr = selective_scan_2d(*refs_in, True, backend="ref")
     ref = [yr] + list(torch.autograd.grad(yr, refs_in, dy.double()))
     names = ("y", "du", "ddelta", "dA", "dB", "dC", "dD", "dbias")
-    errs = {nm: float((g.detach().double().cpu() - r.detach()).norm() / r.detach().norm().clamp_min(1e-300)) for nm, g, r in zip(names, got, ref)}
+    errs = {}
+    for nm, g, r in zip(names, got, ref):
+        r = r.detach()
+        errs[nm] = float((g.detach().double().cpu() - r).norm() / r.norm().clamp_min(1e-300))
     worst = max(errs, key=errs.get)
-    ok = all(e <= TOLERANCE and e == e for e in errs.values())
-    detail = f"{elapsed:.2f} s; max relative error {errs[worst]:.1e} ({worst}); " + " ".join(f"{k}={v:.0e}" for k, v in errs.items())
+    ok = all(e <= TOLERANCE and e == e for e in errs.values())  # e == e: not NaN
+    per_tensor = " ".join(f"{k}={v:.0e}" for k, v in errs.items())
+    detail = f"{elapsed:.2f} s; max relative error {errs[worst]:.1e} ({worst}); {per_tensor}"
     return ok, detail
 
 

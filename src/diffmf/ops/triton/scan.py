@@ -16,7 +16,6 @@ in a fixed order, so results (forward and gradients) are deterministic.
 from __future__ import annotations
 
 import logging
-import math
 import os
 from dataclasses import dataclass, replace
 from typing import Dict, List, Optional, Tuple
@@ -162,6 +161,7 @@ def _finish(p: Problem, device: torch.device) -> Problem:
         lay = _layout(p.D, p.N, False, o.seg_fast, interpret)
         S = _seglen(o, p, -(-p.D // lay.dpt), device, interpret)
         orients.append(replace(o, seglen=S, nseg=o.outer * (-(-o.inner // S))))
+        logger.debug("routes %s: %d lines x %d steps, segments of %d steps (%d)", o.routes, o.outer, o.inner, S, orients[-1].nseg)
     return replace(p, orients=tuple(orients), nseg_stride=max(o.nseg for o in orients))
 
 
