@@ -72,14 +72,14 @@ class SS2D(nn.Module):
         """(B, H, W, C) -> the scan inputs (eq. 5: x, B, C, and the step dt).
 
         in_proj is applied as two matmuls (the x half and the z half of its weight), so the
-        x half comes out contiguous; the depthwise conv runs on it channels-last and its
-        output is laid out planar (B, D, H, W) once, for x_proj and the scan.
+        x half comes out contiguous and its planar copy (B, D, H, W) for the depthwise conv
+        reads it in unit-stride rows (the same values as slicing one matmul's output).
         """
         d = self.d_inner
         weight = self.in_proj.weight
         z = F.linear(x, weight[d:])  # (B, H, W, D)
         x = F.linear(x, weight[:d])
-        x = F.silu(self.conv2d(x.permute(0, 3, 1, 2))).contiguous()  # (B, D, H, W)
+        x = F.silu(self.conv2d(x.permute(0, 3, 1, 2).contiguous()))  # (B, D, H, W)
         x_dbl = torch.einsum("bdhw,kcd->bkchw", x, self.x_proj_weight.to(x.dtype))
         dts, Bs, Cs = torch.split(x_dbl, [self.dt_rank, self.d_state, self.d_state], dim=2)
         dts = torch.einsum("bkrhw,kdr->bkdhw", dts, self.dt_projs_weight.to(x.dtype))
