@@ -52,3 +52,21 @@ def test_sigterm_writes_a_checkpoint_and_exits_130(tmp_path):
     state = load_checkpoint(out / "checkpoints" / "latest.pt")
     assert 2 <= state["step"] < 100000
     assert "received SIGTERM" in log.read_text()
+
+
+def test_group_sigterm_with_workers_still_checkpoints(tmp_path):
+    """`timeout` and Ctrl-C signal the whole process group: data workers must not die first."""
+    root = make_synthetic_pairs(tmp_path / "syn", n=4, size=(20, 24))
+    out = tmp_path / "run"
+    cmd = [sys.executable, "-m", "diffmf", "train", "diffmf_tiny", "--set", f"data.roots=[{root}]", f"out_dir={out}",
+           "train.steps=100000", "train.checkpoint_every=0", *COMMON, "data.num_workers=2"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env(),
+                            start_new_session=True)
+    log = out / "train.log"
+    deadline = time.time() + 120
+    while time.time() < deadline and not (log.is_file() and "step 2/" in log.read_text()):
+        time.sleep(0.2)
+    os.killpg(proc.pid, signal.SIGTERM)
+    output, _ = proc.communicate(timeout=120)
+    assert proc.returncode == 130, output[-3000:]
+    assert load_checkpoint(out / "checkpoints" / "latest.pt")["step"] >= 2

@@ -88,6 +88,14 @@ def resolve_amp(spec: str, device: torch.device) -> Optional[torch.dtype]:
     raise ValueError(f"train.amp must be auto, bf16, fp16 or none, got {spec!r}")
 
 
+def _ignore_stop_signals(worker_id: int) -> None:
+    """Data-loader workers ignore SIGINT/SIGTERM: Ctrl-C or ``timeout`` signal the whole process
+    group, and a worker dying first would abort the main process before it writes its
+    checkpoint. The main process handles the signal and shuts the workers down itself."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+
+
 class Trainer:
     """Builds everything from a :class:`TrainConfig` and runs :meth:`fit`.
 
@@ -260,7 +268,8 @@ class Trainer:
             gen = torch.Generator().manual_seed(self.cfg.seed * 7919)
             self._loader = DataLoader(self.dataset, batch_size=self.batch_per_rank, sampler=self.sampler,
                                       num_workers=d.num_workers, drop_last=True, pin_memory=self.device.type == "cuda",
-                                      generator=gen, persistent_workers=d.num_workers > 0)
+                                      generator=gen, persistent_workers=d.num_workers > 0,
+                                      worker_init_fn=_ignore_stop_signals if d.num_workers > 0 else None)
         self.sampler.set_epoch(self.epoch)
         self.sampler.set_start(self.batch_in_epoch * self.batch_per_rank)
         return iter(self._loader)
