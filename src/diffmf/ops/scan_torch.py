@@ -42,7 +42,7 @@ MAX_DECAY: float = 60.0
 _TARGET_ELEMENTS: int = 1 << 18  # autograd path: per-chunk working set (floats), sized for L2 cache
 INFERENCE_CHUNK: int = 32  # inference path: steps per chunk
 _BLOCK_ELEMENTS: int = 1 << 20  # inference path: state elements (B*G*D*N*positions) per block
-_SUPER_BLOCKS: int = 4  # inference path: blocks whose per-position work is prepared together
+_SUPER_BLOCKS: int = 16  # inference path: blocks whose per-position work is prepared together (a stretch)
 _LOG2E: float = 1.0 / math.log(2.0)
 
 
@@ -200,8 +200,8 @@ class InferenceScan:
         E = ws.get("E", (chunks, bt, g, d, n))  # exp(A * sum of delta over the chunk)
         torch.mul(end.permute(3, 0, 1, 2).unsqueeze(-1), self.A2, out=E)
         E.exp2_()
-        G = ws.get("G", (bt, g, d, n, chunks))  # exp(A R): carry factor into the chunk
-        torch.mul(R.unsqueeze(3), self.A2.unsqueeze(-1), out=G)
+        G = ws.get("G", (chunks, bt, g, d, n))  # exp(A R): carry factor into the chunk
+        torch.mul(R.permute(3, 0, 1, 2).unsqueeze(-1), self.A2, out=G)
         G.exp2_()
         Pend = ws.get("Pend", (chunks, bt, g, d, n))  # P at the chunk's last step
         torch.mul((end - R).permute(3, 0, 1, 2).unsqueeze(-1), self.A2, out=Pend)
@@ -216,7 +216,7 @@ class InferenceScan:
             m = m1 - m0
             h = self._block(
                 S[..., m0:m1, :], du[..., m0:m1, :], B[..., s].view(bt, g, n, m, t), C[..., s].view(bt, g, n, m, t),
-                E[m0:m1], G[..., m0:m1], Pend[m0:m1], h, y[..., s].view(bt, g, d, m, t), ws,
+                E[m0:m1], G[m0:m1], Pend[m0:m1], h, y[..., s].view(bt, g, d, m, t), ws,
             )
         return h
 
@@ -232,18 +232,18 @@ class InferenceScan:
         W = ws.get("W", shape6)
         torch.mul(du.unsqueeze(3), Bv.unsqueeze(2), out=W)
         W.div_(X)  # b / P
-        # chunk to chunk: h_k = E_k h_{k-1} + P_end,k * (sum over chunk k of b / P)
-        local = ws.get("l", (bt, g, d, n, m))
-        torch.sum(W, -1, out=local)
+        W.cumsum_(-1)  # sum_{r<=t} b_r / P_r within each chunk
+        # chunk to chunk: h_k = E_k h_{k-1} + P_end,k * (sum over chunk k of b / P), on
+        # (chunk, B, G, D, N)-contiguous vectors
+        local = ws.get("l", (m, bt, g, d, n))
+        torch.mul(W[..., -1].permute(4, 0, 1, 2, 3), Pend, out=local)
         Hs = ws.get("H", (m + 1, bt, g, d, n))
         Hs[0].copy_(h)
-        lm = ws.get("lm", (m, bt, g, d, n))
-        torch.mul(local.permute(4, 0, 1, 2, 3), Pend, out=lm)
         for k in range(m):
-            torch.addcmul(lm[k], E[k], Hs[k], out=Hs[k + 1])
-        torch.mul(G, Hs[:m].permute(1, 2, 3, 4, 0), out=local)  # carry into chunk k: exp(A R_k) h_{k-1}
-        W[..., 0].add_(local)
-        W.cumsum_(-1)  # h_t / P_t
+            torch.addcmul(local[k], E[k], Hs[k], out=Hs[k + 1])
+        carry = ws.get("c", (bt, g, d, n, m, 1))  # carry into chunk k: exp(A R_k) h_{k-1}
+        torch.mul(G.permute(1, 2, 3, 4, 0), Hs[:m].permute(1, 2, 3, 4, 0), out=carry[..., 0])
+        W.add_(carry)  # h_t / P_t
         X.mul_(W)  # h_t
         X.mul_(Cv.unsqueeze(2))
         torch.sum(X, 3, out=yv)
