@@ -75,14 +75,18 @@ class SS2D(nn.Module):
         x half comes out contiguous and its planar copy (B, D, H, W) for the depthwise conv
         reads it in unit-stride rows (the same values as slicing one matmul's output).
         """
-        d = self.d_inner
         weight = self.in_proj.weight
+        d = self.d_inner
         z = F.linear(x, weight[d:])  # (B, H, W, D)
         x = F.linear(x, weight[:d])
         x = F.silu(self.conv2d(x.permute(0, 3, 1, 2).contiguous()))  # (B, D, H, W)
-        x_dbl = torch.einsum("bdhw,kcd->bkchw", x, self.x_proj_weight.to(x.dtype))
-        dts, Bs, Cs = torch.split(x_dbl, [self.dt_rank, self.d_state, self.d_state], dim=2)
-        dts = torch.einsum("bkrhw,kdr->bkdhw", dts, self.dt_projs_weight.to(x.dtype))
+        b, d, h, w = x.shape
+        k, r, n = self.routes, self.dt_rank, self.d_state
+        # x_proj and dt_proj as plain (batched) matmuls with planar outputs: einsum picks a
+        # layout that needs a permuted copy of its output when the batch is larger than one
+        x_dbl = torch.matmul(self.x_proj_weight.to(x.dtype).reshape(k * (r + 2 * n), d), x.reshape(b, d, h * w))
+        dts, Bs, Cs = torch.split(x_dbl.view(b, k, r + 2 * n, h, w), [r, n, n], dim=2)
+        dts = torch.matmul(self.dt_projs_weight.to(x.dtype), dts.reshape(b, k, r, h * w)).view(b, k, d, h, w)
         return SSMInputs(x, z, dts, Bs, Cs)
 
     def scan(self, x: Tensor, dt: Tensor, B: Tensor, C: Tensor) -> Tensor:
