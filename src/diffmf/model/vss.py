@@ -82,11 +82,14 @@ class SS2D(nn.Module):
         x = F.silu(self.conv2d(x.permute(0, 3, 1, 2).contiguous()))  # (B, D, H, W)
         b, d, h, w = x.shape
         k, r, n = self.routes, self.dt_rank, self.d_state
-        # x_proj and dt_proj as plain (batched) matmuls with planar outputs: einsum picks a
-        # layout that needs a permuted copy of its output when the batch is larger than one
-        x_dbl = torch.matmul(self.x_proj_weight.to(x.dtype).reshape(k * (r + 2 * n), d), x.reshape(b, d, h * w))
-        dts, Bs, Cs = torch.split(x_dbl.view(b, k, r + 2 * n, h, w), [r, n, n], dim=2)
-        dts = torch.matmul(self.dt_projs_weight.to(x.dtype), dts.reshape(b, k, r, h * w)).view(b, k, d, h, w)
+        # x_proj and dt_proj as explicit bmm with planar outputs: einsum (at batch > 1) and
+        # matmul (when a weight requires grad) may instead multiply in the transposed layout
+        # and copy the whole output back
+        wx = self.x_proj_weight.to(x.dtype).reshape(1, k * (r + 2 * n), d).expand(b, -1, -1)
+        x_dbl = torch.bmm(wx, x.reshape(b, d, h * w)).view(b, k, r + 2 * n, h, w)
+        dts, Bs, Cs = torch.split(x_dbl, [r, n, n], dim=2)
+        wdt = self.dt_projs_weight.to(x.dtype).expand(b, -1, -1, -1).reshape(b * k, d, r)
+        dts = torch.bmm(wdt, dts.reshape(b * k, r, h * w)).view(b, k, d, h, w)
         return SSMInputs(x, z, dts, Bs, Cs)
 
     def scan(self, x: Tensor, dt: Tensor, B: Tensor, C: Tensor) -> Tensor:
