@@ -1,67 +1,120 @@
 """CPU fusion benchmark: one 640x480 pair through the paper preset (issue: CPU speed).
 
-Reports wall time, peak resident memory and the share of time spent in the selective scan.
+Reports wall time, peak resident memory and the share of time spent in the selective scans
+(every SS2D's ``selective_scan_2d`` call: cross-scan, scan, cross-merge), and the load average
+of the machine before and after (time on a shared machine is only meaningful with it).
+``--single-scan`` also times one full-resolution SS2D scan of the paper preset (256 scan
+channels = 4 routes x 64, N = 16) on random inputs with Mamba-initialised step sizes.
 Prints a table and writes JSON (``--json``). Run: ``python benchmarks/bench_cpu_fuse.py``.
+
+Large tensors are backed by transparent huge pages (``THP_MEM_ALLOC_ENABLE=1``, read by
+PyTorch's CPU allocator when torch is imported, so it is set here before the import):
+every fresh multi-megabyte tensor otherwise costs about 0.25 ms per MB in page faults, a
+few seconds over the network at 640x480. ``--no-thp`` measures without it.
 """
 from __future__ import annotations
 
 import argparse
 import json
+import math
+import os
 import platform
 import resource
+import sys
 import time
 from pathlib import Path
 
-import torch
+if "--no-thp" not in sys.argv:
+    os.environ.setdefault("THP_MEM_ALLOC_ENABLE", "1")
 
-import importlib
-from diffmf.model import build_model
+import torch  # noqa: E402
 
-scan_mod = importlib.import_module("diffmf.ops.selective_scan")
+import diffmf.model.vss as vss_mod  # noqa: E402
+from diffmf.model import build_model  # noqa: E402
+from diffmf.ops import selective_scan_2d  # noqa: E402
+
+
+def single_scan(h: int, w: int, repeats: int, routes: int = 4, d: int = 64, n: int = 16) -> float:
+    """Seconds (best of ``repeats``) for one SS2D scan at H x W with the paper preset's sizes."""
+    g = torch.Generator().manual_seed(0)
+    u = torch.randn(1, d, h, w, generator=g)
+    dt = torch.randn(1, routes, d, h, w, generator=g) * 0.5
+    B = torch.randn(1, routes, n, h, w, generator=g)
+    C = torch.randn(1, routes, n, h, w, generator=g)
+    A = -torch.arange(1, n + 1, dtype=torch.float32).repeat(routes * d, 1)  # S4D-real init
+    D = torch.ones(routes * d)
+    step = torch.exp(torch.rand(routes * d, generator=g) * (math.log(0.1) - math.log(1e-3)) + math.log(1e-3))
+    bias = step + torch.log(-torch.expm1(-step))  # Mamba dt init: softplus(bias) in [1e-3, 0.1]
+    best = float("inf")
+    with torch.inference_mode():
+        for _ in range(repeats):
+            t = time.perf_counter()
+            selective_scan_2d(u, dt, A, B, C, D, bias, True)
+            best = min(best, time.perf_counter() - t)
+    return best
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__)
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--model", default="diffmf_paper")
     ap.add_argument("--size", default="640x480", help="WxH")
     ap.add_argument("--threads", type=int, default=None)
-    ap.add_argument("--repeats", type=int, default=1)
+    ap.add_argument("--repeats", type=int, default=1, help="network runs; the fastest is reported")
+    ap.add_argument("--single-scan", action="store_true", help="also time one full-resolution SS2D scan")
+    ap.add_argument("--no-thp", action="store_true", help="do not back large tensors with huge pages")
     ap.add_argument("--json", type=Path, default=None)
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
     w, h = (int(v) for v in args.size.lower().split("x"))
+    load_before = os.getloadavg()
     torch.manual_seed(0)
     model = build_model(args.model).eval()
     ir, vi = torch.rand(1, 1, h, w), torch.rand(1, 1, h, w)
 
-    scan_time = [0.0]
-    inner = scan_mod.selective_scan
+    calls = []  # (positions scanned, seconds) per selective_scan_2d call of the current run
+    inner = vss_mod.selective_scan_2d
 
-    def timed_scan(*a, **k):
+    def timed_scan(u, *a, **k):
         t = time.perf_counter()
-        out = inner(*a, **k)
-        scan_time[0] += time.perf_counter() - t
+        out = inner(u, *a, **k)
+        calls.append((u.shape[0] * u.shape[2] * u.shape[3], time.perf_counter() - t))
         return out
 
-    scan_mod.selective_scan = timed_scan
-    times = []
-    with torch.inference_mode():
-        for _ in range(args.repeats):
-            scan_time[0] = 0.0
-            t0 = time.perf_counter()
-            y = model(ir, vi)
-            times.append(time.perf_counter() - t0)
-    scan_mod.selective_scan = inner
+    vss_mod.selective_scan_2d = timed_scan
+    runs = []  # (seconds, scan seconds, full-resolution-equivalent scans)
+    try:
+        with torch.inference_mode():
+            for _ in range(args.repeats):
+                calls.clear()
+                t0 = time.perf_counter()
+                y = model(ir, vi)
+                runs.append((time.perf_counter() - t0, sum(c[1] for c in calls), sum(c[0] for c in calls) / (h * w)))
+    finally:
+        vss_mod.selective_scan_2d = inner
+    seconds, scan_seconds, equivalent_scans = min(runs)
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     res = {
         "model": args.model, "size": f"{w}x{h}", "threads": torch.get_num_threads(),
-        "cpu": platform.processor() or platform.machine(), "torch": torch.__version__,
-        "seconds": min(times), "scan_seconds": scan_time[0], "scan_share": scan_time[0] / times[-1],
+        "cpu": platform.processor() or platform.machine(), "cpus": os.cpu_count(), "torch": torch.__version__,
+        "thp": os.environ.get("THP_MEM_ALLOC_ENABLE") == "1",
+        "seconds": seconds, "scan_seconds": scan_seconds, "scan_share": scan_seconds / seconds,
+        "scan_calls": len(calls), "full_res_equivalent_scans": equivalent_scans,
+        "all_runs_seconds": [r[0] for r in runs],
         "peak_rss_mb": peak_mb, "output": list(y.shape),
     }
+    if args.single_scan:
+        res["single_scan_seconds"] = single_scan(h, w, max(2, args.repeats))
+    res["load_avg_before"], res["load_avg_after"] = load_before, os.getloadavg()
     print(f"{'model':16s} {'size':>9s} {'threads':>7s} {'time s':>8s} {'scan s':>8s} {'scan %':>7s} {'peak MB':>8s}")
-    print(f"{args.model:16s} {res['size']:>9s} {res['threads']:7d} {res['seconds']:8.2f} {res['scan_seconds']:8.2f} {100*res['scan_share']:6.1f}% {peak_mb:8.0f}")
+    print(
+        f"{args.model:16s} {res['size']:>9s} {res['threads']:7d} {seconds:8.2f} {scan_seconds:8.2f} "
+        f"{100 * res['scan_share']:6.1f}% {peak_mb:8.0f}"
+    )
+    print(f"{len(calls)} scans = {equivalent_scans:.2f} full-resolution equivalents; huge pages: {res['thp']}")
+    if args.single_scan:
+        print(f"one {w}x{h} SS2D scan (256 channels, N=16): {res['single_scan_seconds']:.2f} s")
+    print(f"load average before {load_before[0]:.2f}, after {res['load_avg_after'][0]:.2f} ({os.cpu_count()} CPUs)")
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(res, indent=2))
