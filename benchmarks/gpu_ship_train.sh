@@ -10,7 +10,7 @@ RUN=runs/ship
 export PYTHONPATH=src PYTHONUNBUFFERED=1
 mkdir -p "$RUN/checkpoints" "$OUT"
 python3 -c "import torch, triton; print('torch', torch.__version__, 'triton', triton.__version__, torch.cuda.get_device_name())"
-python3 -m diffmf doctor 2>&1 | tail -8
+[ -f "$RUN/checkpoints/latest.pt" ] || python3 -m diffmf doctor 2>&1 | tail -8  # first call only
 timeout -s TERM -k 60 "$SECONDS_BUDGET" python3 -m diffmf train diffmf_paper_roadscene --set \
   "data.roots=[.data/train/RoadScene171,.data/train/MSRS8]" "val.roots=[.data/test/TNO25]" \
   "out_dir=$RUN" "train.resume=auto" 2>&1 | tee "$OUT/train_console.log" | grep -v "it/s]" | tail -40
