@@ -169,3 +169,134 @@ def test_torch_gradients_finite_at_decay_bound():
     selective_scan_ref(*ref_leaves).square().mean().backward()
     for a, b in zip(leaves, ref_leaves):
         torch.testing.assert_close(a.grad.double(), b.grad, rtol=2e-3, atol=2e-3 * b.grad.abs().max().item())
+
+
+# ---------------------------------------------------------------- inference (no-grad) CPU path
+
+
+@pytest.fixture
+def small_blocks(monkeypatch):
+    """Tiny blocks and stretches, so short sequences cross many block and stretch boundaries."""
+    import diffmf.ops.scan_torch as st
+
+    monkeypatch.setattr(st, "_BLOCK_ELEMENTS", 2 * 4 * 3 * 5 * 8)  # 8 positions per block at b=2, G*D=12, N=5
+    monkeypatch.setattr(st, "_SUPER_BLOCKS", 3)
+
+
+@pytest.mark.parametrize("length", [1, 2, 7, 31, 100, 257])
+@pytest.mark.parametrize("chunk", [1, 3, 4, 16])
+def test_inference_path_matches_ref_odd_lengths(small_blocks, length, chunk):
+    args = make_inputs(length=length)
+    with torch.no_grad():
+        y, h = selective_scan_torch(*args, chunk=chunk, return_last_state=True)
+    y_ref, h_ref = selective_scan_ref(*args, return_last_state=True)
+    torch.testing.assert_close(y, y_ref, rtol=1e-10, atol=1e-10)
+    torch.testing.assert_close(h, h_ref, rtol=1e-10, atol=1e-10)
+
+
+@pytest.mark.parametrize("max_decay", [0.5, 3.0, 60.0])
+def test_inference_path_decay_bound_splits_chunks(small_blocks, monkeypatch, max_decay):
+    """Chunks whose decay span exceeds the bound are re-run with halved chunks, exactly."""
+    import diffmf.ops.scan_torch as st
+
+    calls = []
+    real_aligned = st.InferenceScan._aligned
+    monkeypatch.setattr(st.InferenceScan, "_aligned", lambda self, *a: calls.append(a[-2]) or real_aligned(self, *a))
+    args = make_inputs(length=150, delta_scale=3.0, a_scale=3.0)
+    with torch.no_grad():
+        y = selective_scan_torch(*args, chunk=16, max_decay=max_decay)
+    torch.testing.assert_close(y, selective_scan_ref(*args), rtol=1e-9, atol=1e-9)
+    if max_decay < 60:
+        assert min(calls) < 16  # some chunks were cut
+
+
+def test_inference_path_exponents_stay_bounded(small_blocks, monkeypatch):
+    """Every exponent of the closed form stays within +-max_decay (float32 cannot overflow)."""
+    import diffmf.ops.scan_torch as st
+
+    seen = []
+    real_block = st.InferenceScan._block
+    monkeypatch.setattr(st.InferenceScan, "_block", lambda self, S, *a: seen.append(
+        (S.unsqueeze(3) * self.A2_6).abs().max().item() * math.log(2.0)) or real_block(self, S, *a))
+    args = [t.float() for t in make_inputs(length=300, delta_scale=8.0, a_scale=10.0)]
+    with torch.no_grad():
+        y = selective_scan_torch(*args, chunk=64, max_decay=20.0)
+    assert torch.isfinite(y).all() and seen and max(seen) <= 20.0 * (1 + 1e-5)
+    ref = selective_scan_ref(*(t.double() for t in args))
+    torch.testing.assert_close(y.double(), ref, rtol=1e-4, atol=1e-4 * ref.abs().max().item())
+
+
+def test_inference_path_float32_realistic_scale():
+    """Paper-like sizes and initialisation (S4D-real A, Mamba dt), float32 vs float64 oracle."""
+    b, g, d, n, length = 1, 4, 8, 16, 700
+    u = torch.randn(b, g * d, length)
+    step = torch.exp(torch.rand(g * d) * (math.log(0.1) - math.log(1e-3)) + math.log(1e-3))
+    bias = step + torch.log(-torch.expm1(-step))
+    delta = torch.randn(b, g * d, length) * 0.5
+    A = -torch.arange(1, n + 1, dtype=torch.float32).repeat(g * d, 1)
+    B, C = torch.randn(b, g, n, length), torch.randn(b, g, n, length)
+    D = torch.ones(g * d)
+    with torch.inference_mode():
+        y = selective_scan_torch(u, delta, A, B, C, D, bias)
+    ref = selective_scan_ref(*(t.double() for t in (u, delta, A, B, C, D, bias)))
+    torch.testing.assert_close(y.double(), ref, rtol=1e-5, atol=1e-5 * ref.abs().max().item())
+
+
+def test_inference_and_autograd_paths_agree_and_grad_path_is_taken():
+    args = [t.float() for t in make_inputs(length=90)]
+    with torch.no_grad():
+        y_fast = selective_scan_torch(*args)
+    leaves = [t.clone().requires_grad_() for t in args]
+    y_grad = selective_scan_torch(*leaves)
+    assert y_grad.requires_grad
+    y_grad.sum().backward()
+    assert all(t.grad is not None for t in leaves)
+    torch.testing.assert_close(y_fast, y_grad.detach(), rtol=1e-5, atol=1e-5)
+
+
+def test_inference_path_noncontiguous_inputs_and_buffer_reuse(small_blocks):
+    """Views (as SS2D passes them) work, and scratch buffers reused across calls of other
+    shapes never leak into results."""
+    u, delta, A, B, C, D, bias = make_inputs(length=60)
+    BC = torch.cat([B, C], dim=2)  # B and C as views of one tensor
+    Bv, Cv = BC[:, :, :5], BC[:, :, 5:]
+    ref = selective_scan_ref(u, delta, A, B, C, D, bias)
+    with torch.no_grad():
+        first = selective_scan_torch(u, delta, A, Bv, Cv, D, bias)
+        selective_scan_torch(*make_inputs(b=1, g=2, d=2, n=3, length=13))  # other shapes in between
+        again = selective_scan_torch(u, delta, A, Bv, Cv, D, bias)
+    torch.testing.assert_close(first, ref, rtol=1e-10, atol=1e-10)
+    assert torch.equal(first, again)
+
+
+@pytest.mark.parametrize("routes", [1, 2, 4])
+@pytest.mark.parametrize("hw", [(1, 1), (1, 9), (9, 1), (5, 6), (7, 13), (16, 16)])
+def test_selective_scan_2d_streamed_matches_cross_scan_composition(small_blocks, routes, hw):
+    """The streamed no-grad 2-D path equals CrossScan -> exact scan -> CrossMerge."""
+    h, w = hw
+    b, d, n = 2, 3, 5
+    u = torch.randn(b, d, h, w, dtype=torch.float64)
+    delta = torch.randn(b, routes, d, h, w, dtype=torch.float64)
+    A = -torch.exp(torch.randn(routes * d, n, dtype=torch.float64))
+    Bm, Cm = torch.randn(b, routes, n, h, w, dtype=torch.float64), torch.randn(b, routes, n, h, w, dtype=torch.float64)
+    D, bias = torch.randn(routes * d, dtype=torch.float64), torch.randn(routes * d, dtype=torch.float64)
+    with torch.no_grad():
+        y = selective_scan_2d(u, delta, A, Bm, Cm, D, bias, backend="torch")
+    seq = cross_scan(u, routes).reshape(b, routes * d, h * w)
+    y_ref = selective_scan_ref(seq, cross_scan_routes(delta).reshape(b, routes * d, h * w), A, cross_scan_routes(Bm), cross_scan_routes(Cm), D, bias)
+    torch.testing.assert_close(y, cross_merge(y_ref.view(b, routes, d, h * w), h, w), rtol=1e-10, atol=1e-10)
+
+
+def test_selective_scan_2d_grad_path_unchanged():
+    """With inputs requiring grad, the 2-D op still differentiates (cross-scan + autograd scan)."""
+    b, k, d, n, h, w = 1, 4, 2, 3, 4, 5
+    u = torch.randn(b, d, h, w, dtype=torch.float64, requires_grad=True)
+    delta = torch.randn(b, k, d, h, w, dtype=torch.float64)
+    A = -torch.exp(torch.randn(k * d, n, dtype=torch.float64))
+    Bm, Cm = torch.randn(b, k, n, h, w, dtype=torch.float64), torch.randn(b, k, n, h, w, dtype=torch.float64)
+    y = selective_scan_2d(u, delta, A, Bm, Cm, None, None, True, backend="torch")
+    y.sum().backward()
+    with torch.no_grad():
+        y_fast = selective_scan_2d(u, delta, A, Bm, Cm, None, None, True, backend="torch")
+    assert u.grad is not None and torch.isfinite(u.grad).all()
+    torch.testing.assert_close(y.detach(), y_fast, rtol=1e-10, atol=1e-10)

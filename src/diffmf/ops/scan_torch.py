@@ -95,7 +95,8 @@ def scratch(name: str, shape: Tuple[int, ...], like: Tensor) -> Tensor:
     buf = pool.get(key)
     if buf is None or buf.numel() < numel:
         pool[key] = None  # free the old one first
-        buf = pool[key] = torch.empty(max(numel, 1), dtype=like.dtype, device=like.device)
+        with torch.inference_mode(False):  # a normal tensor: usable in and out of inference mode
+            buf = pool[key] = torch.empty(max(numel, 1), dtype=like.dtype, device=like.device)
     return buf[:numel].view(shape)
 
 
