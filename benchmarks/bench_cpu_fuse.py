@@ -1,7 +1,7 @@
 """CPU fusion benchmark: one 640x480 pair through the paper preset (issue: CPU speed).
 
 Reports wall time, peak resident memory and the share of time spent in the selective scans
-(every SS2D's ``selective_scan_2d`` call: cross-scan, scan, cross-merge), and the load average
+(every SS2D's scan op call: dt_proj, cross-scan, scan, cross-merge), and the load average
 of the machine before and after (time on a shared machine is only meaningful with it).
 ``--single-scan`` also times one full-resolution SS2D scan of the paper preset (256 scan
 channels = 4 routes x 64, N = 16) on random inputs with Mamba-initialised step sizes.
@@ -72,8 +72,8 @@ def main() -> None:
     model = build_model(args.model).eval()
     ir, vi = torch.rand(1, 1, h, w), torch.rand(1, 1, h, w)
 
-    calls = []  # (positions scanned, seconds) per selective_scan_2d call of the current run
-    inner = vss_mod.selective_scan_2d
+    calls = []  # (positions scanned, seconds) per scan op call of the current run
+    inner = vss_mod.selective_scan_2d_lowrank
 
     def timed_scan(u, *a, **k):
         t = time.perf_counter()
@@ -81,7 +81,7 @@ def main() -> None:
         calls.append((u.shape[0] * u.shape[2] * u.shape[3], time.perf_counter() - t))
         return out
 
-    vss_mod.selective_scan_2d = timed_scan
+    vss_mod.selective_scan_2d_lowrank = timed_scan
     runs = []  # (seconds, scan seconds, full-resolution-equivalent scans)
     try:
         with torch.inference_mode():
@@ -91,7 +91,7 @@ def main() -> None:
                 y = model(ir, vi)
                 runs.append((time.perf_counter() - t0, sum(c[1] for c in calls), sum(c[0] for c in calls) / (h * w)))
     finally:
-        vss_mod.selective_scan_2d = inner
+        vss_mod.selective_scan_2d_lowrank = inner
     seconds, scan_seconds, equivalent_scans = min(runs)
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     res = {

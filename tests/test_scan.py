@@ -300,3 +300,27 @@ def test_selective_scan_2d_grad_path_unchanged():
         y_fast = selective_scan_2d(u, delta, A, Bm, Cm, None, None, True, backend="torch")
     assert u.grad is not None and torch.isfinite(u.grad).all()
     torch.testing.assert_close(y.detach(), y_fast, rtol=1e-10, atol=1e-10)
+
+
+@pytest.mark.parametrize("rank", [1, 2])
+@pytest.mark.parametrize("grad", [False, True])
+def test_selective_scan_2d_lowrank_equals_expanded_delta(small_blocks, rank, grad):
+    """dt_proj inside the op (streamed on the no-grad path) = expanding delta first."""
+    from diffmf.ops.selective_scan import expand_delta, selective_scan_2d_lowrank
+
+    b, k, d, n, h, w = 2, 4, 3, 5, 7, 6
+    u = torch.randn(b, d, h, w, dtype=torch.float64)
+    dts = torch.randn(b, k, rank, h, w, dtype=torch.float64)
+    weight = torch.randn(k, d, rank, dtype=torch.float64, requires_grad=grad)
+    A = -torch.exp(torch.randn(k * d, n, dtype=torch.float64))
+    Bm, Cm = torch.randn(b, k, n, h, w, dtype=torch.float64), torch.randn(b, k, n, h, w, dtype=torch.float64)
+    D, bias = torch.randn(k * d, dtype=torch.float64), torch.randn(k * d, dtype=torch.float64)
+    delta = torch.einsum("bkrhw,kdr->bkdhw", dts, weight)
+    torch.testing.assert_close(expand_delta(dts, weight), delta)
+    y = selective_scan_2d_lowrank(u, dts, weight, A, Bm, Cm, D, bias, backend="torch")
+    torch.testing.assert_close(y, selective_scan_2d(u, delta, A, Bm, Cm, D, bias, backend="ref"), rtol=1e-10, atol=1e-10)
+    if grad:
+        y.sum().backward()
+        assert weight.grad is not None and torch.isfinite(weight.grad).all()
+    with pytest.raises(ValueError, match="dts must be"):
+        selective_scan_2d_lowrank(u, dts[:, :, :, :-1], weight, A, Bm, Cm, D, bias)

@@ -4,7 +4,7 @@ SS2D on a channels-last map x (B, H, W, C), d_inner = ssm_ratio * C, K routes, N
     x, z   = in_proj(x)                       (B, H, W, d_inner) each
     x      = SiLU(DWConv(x))                  (B, d_inner, H, W)
     dt, B, C = x_proj_k(x)  for each route k  (R + 2N per position; R = dt_rank)
-    dt     = dt_proj_k(dt)                    (B, K, d_inner, H, W)
+    dt     = dt_proj_k(dt)                    (B, K, d_inner, H, W)   (applied inside ``scan``)
     y      = CrossMerge(S6(CrossScan(x), dt, A = -exp(A_log), B, C, D))   eq. (3)
     out    = out_proj(LayerNorm(y) * SiLU(z))
 The three steps are separate methods (``project``, ``scan``, ``output``) so the cross-modal
@@ -22,7 +22,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from diffmf.model.layers import DropPath, Mlp
-from diffmf.ops import selective_scan_2d
+from diffmf.ops.selective_scan import selective_scan_2d_lowrank
 
 
 class SSMInputs(NamedTuple):
@@ -30,7 +30,7 @@ class SSMInputs(NamedTuple):
 
     x: Tensor  # (B, D, H, W) activated tokens shared by the routes
     z: Tensor  # (B, H, W, D) gate
-    dt: Tensor  # (B, K, D, H, W) step sizes before softplus/bias
+    dt: Tensor  # (B, K, R, H, W) rank-R step inputs; dt_projs_weight maps them to (B, K, D, H, W)
     B: Tensor  # (B, K, N, H, W) input projections
     C: Tensor  # (B, K, N, H, W) output projections
 
@@ -82,20 +82,25 @@ class SS2D(nn.Module):
         x = F.silu(self.conv2d(x.permute(0, 3, 1, 2).contiguous()))  # (B, D, H, W)
         b, d, h, w = x.shape
         k, r, n = self.routes, self.dt_rank, self.d_state
-        # x_proj and dt_proj as explicit bmm with planar outputs: einsum (at batch > 1) and
-        # matmul (when a weight requires grad) may instead multiply in the transposed layout
-        # and copy the whole output back
+        # x_proj as an explicit bmm with a planar output: einsum (at batch > 1) and matmul
+        # (when the weight requires grad) may multiply in the transposed layout and copy the
+        # whole output back
         wx = self.x_proj_weight.to(x.dtype).reshape(1, k * (r + 2 * n), d).expand(b, -1, -1)
         x_dbl = torch.bmm(wx, x.reshape(b, d, h * w)).view(b, k, r + 2 * n, h, w)
         dts, Bs, Cs = torch.split(x_dbl, [r, n, n], dim=2)
-        wdt = self.dt_projs_weight.to(x.dtype).expand(b, -1, -1, -1).reshape(b * k, d, r)
-        dts = torch.bmm(wdt, dts.reshape(b * k, r, h * w)).view(b, k, d, h, w)
         return SSMInputs(x, z, dts, Bs, Cs)
 
     def scan(self, x: Tensor, dt: Tensor, B: Tensor, C: Tensor) -> Tensor:
-        """Cross-scan, selective scan (eq. 3) and cross-merge: -> (B, D, H, W) float32."""
+        """dt_proj, cross-scan, selective scan (eq. 3) and cross-merge: -> (B, D, H, W) float32.
+
+        dt is the rank-R step input (B, K, R, H, W); dt_projs_weight expands it to the
+        (B, K, D, H, W) step sizes inside the scan op (on the CPU no-grad path stretch by
+        stretch, never as a whole map).
+        """
         A = -torch.exp(self.A_logs.float())
-        return selective_scan_2d(x, dt, A, B, C, self.Ds.float(), self.dt_projs_bias.float().view(-1), True)
+        return selective_scan_2d_lowrank(
+            x, dt, self.dt_projs_weight.to(x.dtype), A, B, C, self.Ds.float(), self.dt_projs_bias.float().view(-1), True
+        )
 
     def output(self, y: Tensor, z: Tensor) -> Tensor:
         """(B, D, H, W) scan output and (B, H, W, D) gate -> (B, H, W, C)."""

@@ -8,7 +8,7 @@ the backend (:mod:`diffmf.ops.dispatch`); model code never names a backend.
 """
 from __future__ import annotations
 
-from typing import Optional
+from typing import Optional, Tuple
 
 import torch
 from torch import Tensor
@@ -94,17 +94,69 @@ def selective_scan_2d(
         from diffmf.ops.triton import selective_scan_2d_triton
 
         return selective_scan_2d_triton(u, delta, A, B, C, D, delta_bias, delta_softplus)
-    if name == "torch" and not (
-        torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in (u, delta, A, B, C, D, delta_bias))
-    ):
-        seq = torch.empty(batch, k * d, h * w, device="meta")  # shapes only: the contract checks of the 1-D op
-        _check(seq, seq, A, torch.empty(batch, k, B.shape[2], h * w, device="meta"), torch.empty(batch, k, C.shape[2], h * w, device="meta"))
+    if _streams(u, (delta, A, B, C, D, delta_bias), name):
+        _check_2d(batch, k, d, h * w, A, B, C)
         return _scan_2d_inference(u, delta, A, B, C, D, delta_bias, delta_softplus)
     length = h * w
     us = cross_scan(u, k).reshape(batch, k * d, length)
     ds = cross_scan_routes(delta).reshape(batch, k * d, length)
     y = selective_scan(us, ds, A, cross_scan_routes(B), cross_scan_routes(C), D, delta_bias, delta_softplus, backend=name)
     return cross_merge(y.view(batch, k, d, length), h, w)
+
+
+def expand_delta(dts: Tensor, dt_weight: Tensor) -> Tensor:
+    """Low-rank step sizes to per-channel ones: (B, K, R, H, W), (K, D, R) -> (B, K, D, H, W).
+
+    delta[b, k, d] = sum_r dt_weight[k, d, r] dts[b, k, r] (VMamba's dt_proj per route), as one
+    batched matmul with a planar output.
+    """
+    b, k, r, h, w = dts.shape
+    d = dt_weight.shape[1]
+    weight = dt_weight.to(dts.dtype).expand(b, -1, -1, -1).reshape(b * k, d, r)
+    return torch.bmm(weight, dts.reshape(b * k, r, h * w)).view(b, k, d, h, w)
+
+
+def selective_scan_2d_lowrank(
+    u: Tensor,
+    dts: Tensor,
+    dt_weight: Tensor,
+    A: Tensor,
+    B: Tensor,
+    C: Tensor,
+    D: Optional[Tensor] = None,
+    delta_bias: Optional[Tensor] = None,
+    delta_softplus: bool = True,
+    backend: Optional[str] = None,
+) -> Tensor:
+    """:func:`selective_scan_2d` with delta = :func:`expand_delta` (dts, dt_weight).
+
+    dts: (B, K, R, H, W), dt_weight: (K, D, R); the rest as in :func:`selective_scan_2d`.
+    The torch backend's no-grad path expands delta stretch by stretch inside the scan, so the
+    (B, K, D, H, W) map (the largest tensor of an SS2D) is never written out; every other
+    path expands it first and calls :func:`selective_scan_2d`.
+    """
+    batch, d, h, w = u.shape
+    k, r = dts.shape[1], dts.shape[2]
+    if dts.shape != (batch, k, r, h, w) or dt_weight.shape != (k, d, r):
+        raise ValueError(f"dts must be (B, K, R, H, W) and dt_weight (K, D, R) with B={batch}, D={d}, H={h}, W={w}; got {tuple(dts.shape)}, {tuple(dt_weight.shape)}")
+    if _flops.recording() is None and _streams(u, (dts, dt_weight, A, B, C, D, delta_bias), backend):
+        if B.shape[:2] != (batch, k) or B.shape[3:] != (h, w) or C.shape != B.shape:
+            raise ValueError(f"B and C must be (B, K, N, H, W) with K={k}, H={h}, W={w}; got {tuple(B.shape)}, {tuple(C.shape)}")
+        _check_2d(batch, k, d, h * w, A, B, C)
+        return _scan_2d_inference(u, None, A, B, C, D, delta_bias, delta_softplus, lowrank=(dts, dt_weight))
+    return selective_scan_2d(u, expand_delta(dts, dt_weight), A, B, C, D, delta_bias, delta_softplus, backend)
+
+
+def _streams(u: Tensor, others, backend: Optional[str]) -> bool:
+    """True where the streamed no-grad torch path runs."""
+    if resolve_backend(u.device, backend) != "torch":
+        return False
+    return not (torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in (u, *others)))
+
+
+def _check_2d(batch: int, k: int, d: int, length: int, A: Tensor, B: Tensor, C: Tensor) -> None:
+    seq = torch.empty(batch, k * d, length, device="meta")  # shapes only: the contract checks of the 1-D op
+    _check(seq, seq, A, torch.empty(batch, k, B.shape[2], length, device="meta"), torch.empty(batch, k, C.shape[2], length, device="meta"))
 
 
 class _Accumulator:
@@ -132,7 +184,15 @@ class _Accumulator:
 
 
 def _scan_2d_inference(
-    u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Tensor, D: Optional[Tensor], delta_bias: Optional[Tensor], delta_softplus: bool
+    u: Tensor,
+    delta: Optional[Tensor],
+    A: Tensor,
+    B: Tensor,
+    C: Tensor,
+    D: Optional[Tensor],
+    delta_bias: Optional[Tensor],
+    delta_softplus: bool,
+    lowrank: Optional[Tuple[Tensor, Tensor]] = None,
 ) -> Tensor:
     """No-grad path of :func:`selective_scan_2d`: streams the routes in stretches.
 
@@ -143,12 +203,14 @@ def _scan_2d_inference(
     stretch, and added onto a row-major and a column-major output map, merged at the end.
     No K-fold copies of the maps, no K-fold output; working buffers are reused across calls
     (:func:`diffmf.ops.scan_torch.scratch`). The D skip of the routes is added once:
-    (sum_k D_k) u.
+    (sum_k D_k) u. With ``lowrank = (dts, dt_weight)`` instead of ``delta``, the stretches of
+    the R-channel dts are read and expanded to delta in the buffer (:func:`expand_delta`).
     """
-    dtype = torch.float64 if any(t.dtype == torch.float64 for t in (u, delta, A, B, C)) else torch.float32
-    u, delta, A, B, C = (t.to(dtype) for t in (u, delta, A, B, C))
+    steps = delta if lowrank is None else lowrank[0]  # what is streamed for delta
+    dtype = torch.float64 if any(t.dtype == torch.float64 for t in (u, steps, A, B, C)) else torch.float32
+    u, steps, A, B, C = (t.to(dtype) for t in (u, steps, A, B, C))
     batch, d, h, w = u.shape
-    k, n, length = delta.shape[1], A.shape[1], h * w
+    k, n, length = steps.shape[1], A.shape[1], h * w
 
     def seq(x: Tensor, route: int, name: str) -> Tensor:  # (batch, c, H, W) -> (batch, c, L) in the route's forward order
         c = x.shape[1]
@@ -159,11 +221,12 @@ def _scan_2d_inference(
         return out.view(batch, c, length)
 
     u_seq = [seq(u, 0, "u")] + ([seq(u, 1, "u")] if k > 1 else [])
-    srcs = [(seq(delta[:, r], r, "delta"), u_seq[r % 2], seq(B[:, r], r, "B"), seq(C[:, r], r, "C")) for r in range(k)]
+    srcs = [(seq(steps[:, r], r, "delta"), u_seq[r % 2], seq(B[:, r], r, "B"), seq(C[:, r], r, "C")) for r in range(k)]
     engine = InferenceScan(A, k, batch, delta_bias, delta_softplus)
     step = min(engine.stretch, length)
-    bufs = [scratch(f"2d.buf{i}", (batch, k, c, step), u) for i, c in enumerate((d, d, n, n))]
-    ys = scratch("2d.y", (batch, k, d, step), u)
+    if lowrank is not None:
+        weight = lowrank[1].to(dtype)  # (K, D, R)
+        weights = [weight[None, :, :, i, None] for i in range(weight.shape[-1])]  # (1, K, D, 1) each
     out = u.new_empty(batch, d, h, w)
     maps = [_Accumulator(out.view(batch, d, length))]
     if k > 1:
@@ -171,18 +234,25 @@ def _scan_2d_inference(
     state = u.new_zeros(batch, k, d, n)
     for a in range(0, length, step):
         b = min(length, a + step)
-        s = slice(0, b - a)
+        bufs = [scratch(f"2d.buf{i}", (batch, k, c, b - a), u) for i, c in enumerate((steps.shape[2], d, n, n))]
         for r in range(k):
             lo, hi = (length - b, length - a) if r >= 2 else (a, b)
             for src, buf in zip(srcs[r], bufs):
                 if r >= 2:
-                    torch.ops.aten.flip.out(src[..., lo:hi], [-1], out=buf[:, r, :, s])
+                    torch.ops.aten.flip.out(src[..., lo:hi], [-1], out=buf[:, r])
                 else:
-                    buf[:, r, :, s].copy_(src[..., lo:hi])
-        state = engine.scan(bufs[0][..., s], bufs[1][..., s], bufs[2][..., s], bufs[3][..., s], state, ys[..., s])
+                    buf[:, r].copy_(src[..., lo:hi])
+        raw = bufs[0]
+        if lowrank is not None:  # delta = dt_weight @ dts, stretch by stretch
+            raw = scratch("2d.delta", (batch, k, d, b - a), u)
+            torch.mul(bufs[0][:, :, None, 0], weights[0], out=raw)
+            for i in range(1, len(weights)):
+                raw.addcmul_(bufs[0][:, :, None, i], weights[i])
+        ys = scratch("2d.y", (batch, k, d, b - a), u)
+        state = engine.scan(raw, bufs[1], bufs[2], bufs[3], state, ys)
         for r in range(k):
             lo, hi = (length - b, length - a) if r >= 2 else (a, b)
-            y = ys[:, r, :, s]
+            y = ys[:, r]
             maps[r % 2].put(lo, hi, y.flip(-1) if r >= 2 else y)
     if k > 1:
         out.add_(maps[1].target.view(batch, d, w, h).transpose(-1, -2))
