@@ -79,7 +79,8 @@ class SS2D(nn.Module):
         d = self.d_inner
         z = F.linear(x, weight[d:])  # (B, H, W, D)
         x = F.linear(x, weight[:d])
-        x = F.silu(self.conv2d(x.permute(0, 3, 1, 2).contiguous()))  # (B, D, H, W)
+        x = self.conv2d(x.permute(0, 3, 1, 2).contiguous())  # (B, D, H, W)
+        x = F.silu(x, inplace=not torch.is_grad_enabled())  # in place: one big buffer less
         b, d, h, w = x.shape
         k, r, n = self.routes, self.dt_rank, self.d_state
         # x_proj as an explicit bmm with a planar output: einsum (at batch > 1) and matmul
@@ -105,7 +106,8 @@ class SS2D(nn.Module):
     def output(self, y: Tensor, z: Tensor) -> Tensor:
         """(B, D, H, W) scan output and (B, H, W, D) gate -> (B, H, W, C)."""
         y = self.out_norm(y.permute(0, 2, 3, 1).to(z.dtype))
-        return self.out_proj(y * F.silu(z))
+        y = y.mul_(F.silu(z)) if not torch.is_grad_enabled() else y * F.silu(z)
+        return self.out_proj(y)
 
     def forward(self, x: Tensor) -> Tensor:
         p = self.project(x)
