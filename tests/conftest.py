@@ -22,7 +22,16 @@ def shared_data() -> Path:
     return data
 
 
+@pytest.fixture(scope="module")
+def one_thread():
+    """Tiny tensors run faster on one thread (and do not fight other processes for cores)."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
 @pytest.fixture(autouse=True)
-def _seed_and_threads():
+def _seed():
     torch.manual_seed(0)
     yield

@@ -22,13 +22,7 @@ REPO = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("DIFFMF_SHARED", REPO.parent / "shared"))
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny tensors run faster on one thread (and do not fight other processes for cores)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 # Tiled vs whole-image fusion of a trained network (with its tolerance): tests/test_train.py.
 
