@@ -104,11 +104,12 @@ def test_never_overwrites_inputs(tmp_path, weights):
     assert vi.read_bytes() == before
 
 
-def test_missing_default_weights_is_explained(tmp_path, caplog):
-    from diffmf.weights import DEFAULT, REGISTRY
+def test_missing_default_weights_is_explained(tmp_path, caplog, monkeypatch):
+    import diffmf.weights as weights_mod
+    from diffmf.weights import DEFAULT
 
-    if REGISTRY[DEFAULT].path.is_file():
-        pytest.skip("the default weights are installed")
+    # an install without the weights file (the shipped one stays untouched)
+    monkeypatch.setattr(weights_mod, "WEIGHTS_DIR", tmp_path / "no-weights-here")
     ir, vi = write_pair(tmp_path, "x", 16, 16)
     assert cli(["fuse", "--ir", str(ir), "--vi", str(vi), "-o", str(tmp_path / "o")]) == 2
     assert f"weights '{DEFAULT}' (the default) are not included" in caplog.text and "--weights" in caplog.text
