@@ -1,7 +1,14 @@
-"""Shared test fixtures: the ../shared data folder (skips cleanly when absent)."""
+"""Shared test fixtures: the ../shared data folder (skips cleanly when absent).
+
+TRITON_INTERPRET=1 is set here, before anything can import Triton: the GPU kernels' tests run
+on the CPU through Triton's interpreter, which only works if Triton sees the flag at import.
+It changes nothing else: the ``auto`` scan backend still picks Triton only for CUDA tensors.
+"""
 from __future__ import annotations
 
 import os
+
+os.environ.setdefault("TRITON_INTERPRET", "1")
 from pathlib import Path
 
 import pytest
