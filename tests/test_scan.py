@@ -180,6 +180,7 @@ def small_blocks(monkeypatch):
     import diffmf.ops.scan_torch as st
 
     monkeypatch.setattr(st, "_BLOCK_ELEMENTS", 2 * 4 * 3 * 5 * 8)  # 8 positions per block at b=2, G*D=12, N=5
+    monkeypatch.setattr(st, "_BLOCK_ELEMENTS_1T", 2 * 2 * 3 * 5 * 8)  # the same for 2 routes on one thread
     monkeypatch.setattr(st, "_SUPER_BLOCKS", 3)
 
 
@@ -324,3 +325,26 @@ def test_selective_scan_2d_lowrank_equals_expanded_delta(small_blocks, rank, gra
         assert weight.grad is not None and torch.isfinite(weight.grad).all()
     with pytest.raises(ValueError, match="dts must be"):
         selective_scan_2d_lowrank(u, dts[:, :, :, :-1], weight, A, Bm, Cm, D, bias)
+
+
+def test_selective_scan_2d_route_threads_same_values(small_blocks):
+    """Routes split over two Python threads (two or more intra-op threads) or run in one: the same
+    values (up to rounding: vectorised and scalar tails of exp2 fall on other elements)."""
+    b, k, d, n, h, w = 1, 4, 3, 5, 9, 7
+    args = tuple(t.double() for t in (
+        torch.randn(b, d, h, w), torch.randn(b, k, d, h, w), -torch.exp(torch.randn(k * d, n)),
+        torch.randn(b, k, n, h, w), torch.randn(b, k, n, h, w), torch.randn(k * d), torch.randn(k * d),
+    ))
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        with torch.no_grad():
+            one = selective_scan_2d(*args, backend="torch")
+        torch.set_num_threads(2)
+        with torch.inference_mode():
+            two = selective_scan_2d(*args, backend="torch")
+        assert torch.get_num_threads() == 2  # restored after the split
+    finally:
+        torch.set_num_threads(threads)
+    torch.testing.assert_close(one, two, rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(one, selective_scan_2d(*args, backend="ref"), rtol=1e-10, atol=1e-10)

@@ -42,6 +42,7 @@ MAX_DECAY: float = 60.0
 _TARGET_ELEMENTS: int = 1 << 18  # autograd path: per-chunk working set (floats), sized for L2 cache
 INFERENCE_CHUNK: int = 32  # inference path: steps per chunk
 _BLOCK_ELEMENTS: int = 1 << 20  # inference path: state elements (B*G*D*N*positions) per block
+_BLOCK_ELEMENTS_1T: int = 1 << 19  # the same for a scan running on one thread (one core's caches)
 _SUPER_BLOCKS: int = 16  # inference path: blocks whose per-position work is prepared together (a stretch)
 _LOG2E: float = 1.0 / math.log(2.0)
 
@@ -134,6 +135,7 @@ class InferenceScan:
         delta_softplus: bool,
         chunk: Optional[int] = None,
         max_decay: float = MAX_DECAY,
+        block_elements: Optional[int] = None,
     ) -> None:
         gd, n = A.shape
         g, d = groups, gd // groups
@@ -146,7 +148,8 @@ class InferenceScan:
         self.chunk = max(1, int(chunk or INFERENCE_CHUNK))
         self.bound = 2.0 * max_decay  # span allowed with the reference in the middle
         per_position = batch * g * d * n
-        self.block = max(self.chunk, _BLOCK_ELEMENTS // max(1, per_position) // self.chunk * self.chunk)
+        elements = block_elements or _BLOCK_ELEMENTS
+        self.block = max(self.chunk, elements // max(1, per_position) // self.chunk * self.chunk)
         self.stretch = self.block * _SUPER_BLOCKS  # preferred stretch length for callers
         self._levels: list = []
 

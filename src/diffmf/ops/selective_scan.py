@@ -8,7 +8,10 @@ the backend (:mod:`diffmf.ops.dispatch`); model code never names a backend.
 """
 from __future__ import annotations
 
-from typing import Optional, Tuple
+import functools
+import os
+from concurrent.futures import ThreadPoolExecutor
+from typing import List, Optional, Tuple
 
 import torch
 from torch import Tensor
@@ -17,6 +20,7 @@ from diffmf.ops.cross_scan import cross_merge, cross_scan, cross_scan_routes
 from diffmf.ops import flops as _flops
 from diffmf.ops.dispatch import resolve_backend
 from diffmf.ops.scan_ref import selective_scan_ref
+from diffmf.ops import scan_torch as _scan_torch
 from diffmf.ops.scan_torch import InferenceScan, scratch, selective_scan_torch
 
 
@@ -205,12 +209,79 @@ def _scan_2d_inference(
     (:func:`diffmf.ops.scan_torch.scratch`). The D skip of the routes is added once:
     (sum_k D_k) u. With ``lowrank = (dts, dt_weight)`` instead of ``delta``, the stretches of
     the R-channel dts are read and expanded to delta in the buffer (:func:`expand_delta`).
+
+    With two or more intra-op threads on the CPU, the row-major and the column-major routes
+    run side by side in two Python threads, each with single-threaded ops (the ops release
+    the GIL): no fork/join barrier per op, each core keeps its own blocks in its own caches,
+    and a core taken by another process delays only its half (same values either way).
     """
     steps = delta if lowrank is None else lowrank[0]  # what is streamed for delta
     dtype = torch.float64 if any(t.dtype == torch.float64 for t in (u, steps, A, B, C)) else torch.float32
     u, steps, A, B, C = (t.to(dtype) for t in (u, steps, A, B, C))
     batch, d, h, w = u.shape
-    k, n, length = steps.shape[1], A.shape[1], h * w
+    k, length = steps.shape[1], h * w
+    weight = None if lowrank is None else lowrank[1].to(dtype)
+    out = u.new_empty(batch, d, h, w)
+    cols = None if k == 1 else scratch("2d.cols", (batch, d, length), u)
+    job = functools.partial(_stream, u=u, steps=steps, A=A, B=B, C=C, bias=delta_bias, softplus=delta_softplus, weight=weight)
+    threads = torch.get_num_threads()
+    if k == 1 or threads < 2 or u.device.type != "cpu":
+        job(list(range(k)), rows=out.view(batch, d, length), cols=cols)
+    else:
+        modes = (torch.is_inference_mode_enabled(), torch.is_grad_enabled())
+        side = _side_thread().submit(_single_threaded, job, modes, list(range(1, k, 2)), cols=cols)
+        try:
+            _single_threaded(job, modes, list(range(0, k, 2)), rows=out.view(batch, d, length))
+        finally:
+            side.result()
+    if k > 1:
+        out.add_(cols.view(batch, d, w, h).transpose(-1, -2))
+    if D is not None:
+        out.addcmul_(u, D.to(dtype).view(k, d).sum(0).view(1, d, 1, 1))
+    return out
+
+
+_SIDE: Optional[Tuple[int, ThreadPoolExecutor]] = None
+
+
+def _side_thread() -> ThreadPoolExecutor:
+    """One persistent helper thread per process (its scratch buffers persist with it)."""
+    global _SIDE
+    if _SIDE is None or _SIDE[0] != os.getpid():  # a forked child does not inherit threads
+        _SIDE = (os.getpid(), ThreadPoolExecutor(1, thread_name_prefix="diffmf-scan"))
+    return _SIDE[1]
+
+
+def _single_threaded(job, modes: Tuple[bool, bool], *args, **kwargs) -> None:
+    """Run ``job`` with one intra-op thread (per-thread setting) in the caller's grad modes."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        with torch.inference_mode(modes[0]), torch.set_grad_enabled(modes[1]):
+            job(*args, **kwargs)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _stream(
+    routes: List[int],
+    u: Tensor,
+    steps: Tensor,
+    A: Tensor,
+    B: Tensor,
+    C: Tensor,
+    bias: Optional[Tensor],
+    softplus: bool,
+    weight: Optional[Tensor],
+    rows: Optional[Tensor] = None,
+    cols: Optional[Tensor] = None,
+) -> None:
+    """Scan ``routes`` stretch by stretch, adding their outputs (no D skip) onto the maps
+    ``rows`` (routes 0, 2) and ``cols`` (routes 1, 3: column-major, i.e. a (W, H) map)."""
+    batch, d, h, w = u.shape
+    k, n, length = len(routes), A.shape[1], h * w
+    K = steps.shape[1]
+    sel = torch.tensor(routes)
 
     def seq(x: Tensor, route: int, name: str) -> Tensor:  # (batch, c, H, W) -> (batch, c, L) in the route's forward order
         c = x.shape[1]
@@ -220,42 +291,41 @@ def _scan_2d_inference(
         out.copy_(x.transpose(-1, -2))
         return out.view(batch, c, length)
 
-    u_seq = [seq(u, 0, "u")] + ([seq(u, 1, "u")] if k > 1 else [])
-    srcs = [(seq(steps[:, r], r, "delta"), u_seq[r % 2], seq(B[:, r], r, "B"), seq(C[:, r], r, "C")) for r in range(k)]
-    engine = InferenceScan(A, k, batch, delta_bias, delta_softplus)
-    step = min(engine.stretch, length)
-    if lowrank is not None:
-        weight = lowrank[1].to(dtype)  # (K, D, R)
-        weights = [weight[None, :, :, i, None] for i in range(weight.shape[-1])]  # (1, K, D, 1) each
-    out = u.new_empty(batch, d, h, w)
-    maps = [_Accumulator(out.view(batch, d, length))]
-    if k > 1:
-        maps.append(_Accumulator(scratch("2d.cols", (batch, d, length), u)))
+    u_seq = {}
+    srcs = []
+    for r in routes:
+        if r % 2 not in u_seq:
+            u_seq[r % 2] = seq(u, r % 2, "u")
+        srcs.append((seq(steps[:, r], r, "delta"), u_seq[r % 2], seq(B[:, r], r, "B"), seq(C[:, r], r, "C")))
+    A_sel = A.view(K, d, n)[sel].reshape(k * d, n)
+    bias_sel = None if bias is None else bias.view(K, d)[sel].reshape(k * d)
+    single = torch.get_num_threads() == 1
+    engine = InferenceScan(A_sel, k, batch, bias_sel, softplus, block_elements=_scan_torch._BLOCK_ELEMENTS_1T if single else None)
+    if weight is not None:
+        w_sel = weight[sel]  # (k, D, R)
+        weights = [w_sel[None, :, :, i, None] for i in range(w_sel.shape[-1])]  # (1, k, D, 1) each
+    maps = {0: None if rows is None else _Accumulator(rows), 1: None if cols is None else _Accumulator(cols)}
     state = u.new_zeros(batch, k, d, n)
+    step = min(engine.stretch, length)
     for a in range(0, length, step):
         b = min(length, a + step)
         bufs = [scratch(f"2d.buf{i}", (batch, k, c, b - a), u) for i, c in enumerate((steps.shape[2], d, n, n))]
-        for r in range(k):
+        for j, r in enumerate(routes):
             lo, hi = (length - b, length - a) if r >= 2 else (a, b)
-            for src, buf in zip(srcs[r], bufs):
+            for src, buf in zip(srcs[j], bufs):
                 if r >= 2:
-                    torch.ops.aten.flip.out(src[..., lo:hi], [-1], out=buf[:, r])
+                    torch.ops.aten.flip.out(src[..., lo:hi], [-1], out=buf[:, j])
                 else:
-                    buf[:, r].copy_(src[..., lo:hi])
+                    buf[:, j].copy_(src[..., lo:hi])
         raw = bufs[0]
-        if lowrank is not None:  # delta = dt_weight @ dts, stretch by stretch
+        if weight is not None:  # delta = dt_weight @ dts, stretch by stretch
             raw = scratch("2d.delta", (batch, k, d, b - a), u)
             torch.mul(bufs[0][:, :, None, 0], weights[0], out=raw)
             for i in range(1, len(weights)):
                 raw.addcmul_(bufs[0][:, :, None, i], weights[i])
         ys = scratch("2d.y", (batch, k, d, b - a), u)
         state = engine.scan(raw, bufs[1], bufs[2], bufs[3], state, ys)
-        for r in range(k):
+        for j, r in enumerate(routes):
             lo, hi = (length - b, length - a) if r >= 2 else (a, b)
-            y = ys[:, r]
+            y = ys[:, j]
             maps[r % 2].put(lo, hi, y.flip(-1) if r >= 2 else y)
-    if k > 1:
-        out.add_(maps[1].target.view(batch, d, w, h).transpose(-1, -2))
-    if D is not None:
-        out.addcmul_(u, D.to(dtype).view(k, d).sum(0).view(1, d, 1, 1))
-    return out
