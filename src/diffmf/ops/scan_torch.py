@@ -43,7 +43,7 @@ _TARGET_ELEMENTS: int = 1 << 18  # autograd path: per-chunk working set (floats)
 INFERENCE_CHUNK: int = 32  # inference path: steps per chunk
 _BLOCK_ELEMENTS: int = 1 << 20  # inference path: state elements (B*G*D*N*positions) per block
 _BLOCK_ELEMENTS_1T: int = 1 << 19  # the same for a scan running on one thread (one core's caches)
-_SUPER_BLOCKS: int = 16  # inference path: blocks whose per-position work is prepared together (a stretch)
+_SUPER_BLOCKS: int = 32  # inference path: blocks whose per-position work is prepared together (a stretch)
 _LOG2E: float = 1.0 / math.log(2.0)
 
 
