@@ -215,3 +215,30 @@ def test_input_validation():
         model(torch.rand(1, 1, 8, 8), torch.rand(1, 1, 8, 9))
     with pytest.raises(ValueError, match="must both be"):
         model(torch.rand(1, 3, 8, 8), torch.rand(1, 3, 8, 8))
+
+
+def test_model_triton_backend_matches_torch_backend():
+    """The network's GPU path (Triton kernels, here on the CPU interpreter) = the PyTorch path."""
+    pytest.importorskip("triton")
+    import os
+
+    from diffmf.ops import set_backend
+
+    if os.environ.get("TRITON_INTERPRET") != "1":
+        pytest.skip("needs TRITON_INTERPRET=1 at Triton import (set by tests/conftest.py)")
+    model = build_model("diffmf_tiny")
+    ir, vi = torch.rand(1, 1, 9, 14), torch.rand(1, 1, 9, 14)
+    results = []
+    try:
+        for backend in ("torch", "triton"):
+            set_backend(backend)
+            model.zero_grad()
+            y = model(ir, vi)
+            y.square().mean().backward()
+            results.append((y.detach(), [p.grad.clone() for p in model.parameters()]))
+    finally:
+        set_backend(None)
+    (y_t, g_t), (y_k, g_k) = results
+    torch.testing.assert_close(y_k, y_t, rtol=1e-5, atol=1e-6)
+    for a, b in zip(g_k, g_t):
+        torch.testing.assert_close(a, b, rtol=1e-3, atol=1e-6)
