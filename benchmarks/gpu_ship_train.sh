@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
 # Train (or resume) the shipped weights diffmf_paper.roadscene on the device machine for at most
 # SECONDS (default 480), then copy what the next call and the docs need to $OUT.
-# Carry: .data/train (RoadScene171, MSRS8), .data/test (TNO25 for validation) and, to resume,
-# runs/ship (latest checkpoint from the previous call).
+# Carry: .data/train (RoadScene171, MSRS8) and .data/test (TNO25 for validation). The run folder
+# training/diffmf_paper.roadscene is tracked in git (its latest.pt is the resume state of the
+# shipped weights) and travels with the working tree: copy $OUT/latest.pt back into its
+# checkpoints/ folder after each call and commit it.
 #   bash benchmarks/gpu_ship_train.sh 480
 set -uo pipefail
 SECONDS_BUDGET=${1:-480}
-RUN=runs/ship
+RUN=${RUN:-training/diffmf_paper.roadscene}  # tracked: resumes across sessions
 export PYTHONPATH=src PYTHONUNBUFFERED=1
 mkdir -p "$RUN/checkpoints" "$OUT"
 python3 -c "import torch, triton; print('torch', torch.__version__, 'triton', triton.__version__, torch.cuda.get_device_name())"
@@ -17,6 +19,6 @@ timeout -s TERM -k 60 "$SECONDS_BUDGET" python3 -m diffmf train diffmf_paper_roa
 echo "train exit: ${PIPESTATUS[0]}"
 cp "$RUN/weights.safetensors" "$OUT/" 2>/dev/null
 cp "$RUN/checkpoints/latest.pt" "$OUT/" 2>/dev/null
-tar -czf "$OUT/trainlogs.tar.gz" --exclude='*.pt' --exclude='*.safetensors' --exclude='images' -C runs ship 2>/dev/null
+tar -czf "$OUT/trainlogs.tar.gz" --exclude='*.pt' --exclude='*.safetensors' --exclude='images' -C "$(dirname "$RUN")" "$(basename "$RUN")" 2>/dev/null
 nvidia-smi --query-gpu=name,memory.used,memory.total --format=csv
 ls -la "$OUT"
