@@ -2,7 +2,8 @@
 
 Reports wall time, peak resident memory and the share of time spent in the selective scans
 (every SS2D's scan op call: dt_proj, cross-scan, scan, cross-merge), and the load average
-of the machine before and after (time on a shared machine is only meaningful with it).
+of the machine before and after and the CPU time other processes took during the runs (time
+on a shared machine is only meaningful with it).
 ``--single-scan`` also times one full-resolution SS2D scan of the paper preset (256 scan
 channels = 4 routes x 64, N = 16) on random inputs with Mamba-initialised step sizes.
 Prints a table and writes JSON (``--json``). Run: ``python benchmarks/bench_cpu_fuse.py``.
@@ -54,6 +55,23 @@ def single_scan(h: int, w: int, repeats: int, routes: int = 4, d: int = 64, n: i
     return best
 
 
+def _cpu_jiffies():
+    """(busy, total) CPU time of the whole machine in seconds from /proc/stat (None elsewhere)."""
+    try:
+        with open("/proc/stat") as f:
+            fields = [int(v) for v in f.readline().split()[1:]]
+    except (OSError, ValueError):
+        return None
+    hz = os.sysconf("SC_CLK_TCK")
+    idle = fields[3] + (fields[4] if len(fields) > 4 else 0)
+    return (sum(fields) - idle) / hz, sum(fields) / hz
+
+
+def _own_cpu() -> float:
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    return r.ru_utime + r.ru_stime
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--model", default="diffmf_paper")
@@ -83,6 +101,7 @@ def main() -> None:
 
     vss_mod.selective_scan_2d_lowrank = timed_scan
     runs = []  # (seconds, scan seconds, full-resolution-equivalent scans)
+    machine0, own0, wall0 = _cpu_jiffies(), _own_cpu(), time.perf_counter()
     try:
         with torch.inference_mode():
             for _ in range(args.repeats):
@@ -92,6 +111,7 @@ def main() -> None:
                 runs.append((time.perf_counter() - t0, sum(c[1] for c in calls), sum(c[0] for c in calls) / (h * w)))
     finally:
         vss_mod.selective_scan_2d_lowrank = inner
+    machine1, own1, wall1 = _cpu_jiffies(), _own_cpu(), time.perf_counter()
     seconds, scan_seconds, equivalent_scans = min(runs)
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     res = {
@@ -106,6 +126,9 @@ def main() -> None:
     if args.single_scan:
         res["single_scan_seconds"] = single_scan(h, w, max(2, args.repeats))
     res["load_avg_before"], res["load_avg_after"] = load_before, os.getloadavg()
+    if machine0 and machine1:  # CPU time the rest of the machine took while the network ran
+        others = (machine1[0] - machine0[0]) - (own1 - own0)
+        res["other_processes_cpus"] = max(0.0, others) / (wall1 - wall0)
     print(f"{'model':16s} {'size':>9s} {'threads':>7s} {'time s':>8s} {'scan s':>8s} {'scan %':>7s} {'peak MB':>8s}")
     print(
         f"{args.model:16s} {res['size']:>9s} {res['threads']:7d} {seconds:8.2f} {scan_seconds:8.2f} "
@@ -114,7 +137,11 @@ def main() -> None:
     print(f"{len(calls)} scans = {equivalent_scans:.2f} full-resolution equivalents; huge pages: {res['thp']}")
     if args.single_scan:
         print(f"one {w}x{h} SS2D scan (256 channels, N=16): {res['single_scan_seconds']:.2f} s")
-    print(f"load average before {load_before[0]:.2f}, after {res['load_avg_after'][0]:.2f} ({os.cpu_count()} CPUs)")
+    others = res.get("other_processes_cpus")
+    print(
+        f"load average before {load_before[0]:.2f}, after {res['load_avg_after'][0]:.2f} ({os.cpu_count()} CPUs)"
+        + ("" if others is None else f"; other processes used {others:.2f} CPUs on average during the runs")
+    )
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(res, indent=2))

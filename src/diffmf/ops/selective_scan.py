@@ -3,8 +3,12 @@
 :func:`selective_scan` is the op with VMamba's ``selective_scan_fn`` contract.
 :func:`selective_scan_2d` is SS2D's CrossScan -> selective scan -> CrossMerge in one call,
 taking per-route ``delta``, ``B``, ``C`` maps in natural (grid) layout, so a fused kernel can
-read each route in its own order without K-fold copies of the feature map. Both dispatch on
-the backend (:mod:`diffmf.ops.dispatch`); model code never names a backend.
+read each route in its own order without K-fold copies of the feature map.
+:func:`selective_scan_2d_lowrank` is the same with VMamba's rank-R dt_proj folded in (what
+SS2D calls). All dispatch on the backend (:mod:`diffmf.ops.dispatch`); model code never names
+a backend. On the ``torch`` backend, when no gradient is needed, the 2-D ops stream the routes
+through the chunked no-grad scan of :mod:`diffmf.ops.scan_torch` (:func:`_scan_2d_inference`);
+with gradients they run CrossScan -> autograd scan -> CrossMerge.
 """
 from __future__ import annotations
 
