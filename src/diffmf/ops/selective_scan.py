@@ -227,7 +227,8 @@ def _scan_2d_inference(
     weight = None if lowrank is None else lowrank[1].to(dtype)
     out = u.new_empty(batch, d, h, w)
     cols = None if k == 1 else scratch("2d.cols", (batch, d, length), u)
-    job = functools.partial(_stream, u=u, steps=steps, A=A, B=B, C=C, bias=delta_bias, softplus=delta_softplus, weight=weight)
+    srcs = _route_sources(u, steps, B, C)  # transposed copies for the column-major routes, on all threads
+    job = functools.partial(_stream, u=u, srcs=srcs, A=A, bias=delta_bias, softplus=delta_softplus, weight=weight)
     threads = torch.get_num_threads()
     if k == 1 or threads < 2 or u.device.type != "cpu":
         job(list(range(k)), rows=out.view(batch, d, length), cols=cols)
@@ -267,27 +268,13 @@ def _single_threaded(job, modes: Tuple[bool, bool], *args, **kwargs) -> None:
         torch.set_num_threads(threads)
 
 
-def _stream(
-    routes: List[int],
-    u: Tensor,
-    steps: Tensor,
-    A: Tensor,
-    B: Tensor,
-    C: Tensor,
-    bias: Optional[Tensor],
-    softplus: bool,
-    weight: Optional[Tensor],
-    rows: Optional[Tensor] = None,
-    cols: Optional[Tensor] = None,
-) -> None:
-    """Scan ``routes`` stretch by stretch, adding their outputs (no D skip) onto the maps
-    ``rows`` (routes 0, 2) and ``cols`` (routes 1, 3: column-major, i.e. a (W, H) map)."""
+def _route_sources(u: Tensor, steps: Tensor, B: Tensor, C: Tensor) -> List[Tuple[Tensor, Tensor, Tensor, Tensor]]:
+    """Per route, (steps, u, B, C) as (B, c, L) sequences in the route's forward order: views of
+    the maps for the row-major routes, transposed copies (scratch) for the column-major ones."""
     batch, d, h, w = u.shape
-    k, n, length = len(routes), A.shape[1], h * w
-    K = steps.shape[1]
-    sel = torch.tensor(routes)
+    length = h * w
 
-    def seq(x: Tensor, route: int, name: str) -> Tensor:  # (batch, c, H, W) -> (batch, c, L) in the route's forward order
+    def seq(x: Tensor, route: int, name: str) -> Tensor:
         c = x.shape[1]
         if route % 2 == 0:
             return x.reshape(batch, c, length)
@@ -295,12 +282,30 @@ def _stream(
         out.copy_(x.transpose(-1, -2))
         return out.view(batch, c, length)
 
-    u_seq = {}
-    srcs = []
-    for r in routes:
-        if r % 2 not in u_seq:
-            u_seq[r % 2] = seq(u, r % 2, "u")
-        srcs.append((seq(steps[:, r], r, "delta"), u_seq[r % 2], seq(B[:, r], r, "B"), seq(C[:, r], r, "C")))
+    u_seq = [seq(u, 0, "u")] + ([seq(u, 1, "u")] if steps.shape[1] > 1 else [])
+    return [(seq(steps[:, r], r, "delta"), u_seq[r % 2], seq(B[:, r], r, "B"), seq(C[:, r], r, "C")) for r in range(steps.shape[1])]
+
+
+def _stream(
+    routes: List[int],
+    u: Tensor,
+    srcs: List[Tuple[Tensor, Tensor, Tensor, Tensor]],
+    A: Tensor,
+    bias: Optional[Tensor],
+    softplus: bool,
+    weight: Optional[Tensor],
+    rows: Optional[Tensor] = None,
+    cols: Optional[Tensor] = None,
+) -> None:
+    """Scan ``routes`` stretch by stretch from their sources (:func:`_route_sources`), adding
+    their outputs (no D skip) onto ``rows`` (routes 0, 2) and ``cols`` (routes 1, 3:
+    column-major, i.e. a (W, H) map)."""
+    batch, d, h, w = u.shape
+    k, n, length = len(routes), A.shape[1], h * w
+    K = len(srcs)
+    sel = torch.tensor(routes)
+    srcs = [srcs[r] for r in routes]
+    r_steps = srcs[0][0].shape[1]
     A_sel = A.view(K, d, n)[sel].reshape(k * d, n)
     bias_sel = None if bias is None else bias.view(K, d)[sel].reshape(k * d)
     single = torch.get_num_threads() == 1
@@ -313,7 +318,7 @@ def _stream(
     step = min(engine.stretch, length)
     for a in range(0, length, step):
         b = min(length, a + step)
-        bufs = [scratch(f"2d.buf{i}", (batch, k, c, b - a), u) for i, c in enumerate((steps.shape[2], d, n, n))]
+        bufs = [scratch(f"2d.buf{i}", (batch, k, c, b - a), u) for i, c in enumerate((r_steps, d, n, n))]
         for j, r in enumerate(routes):
             lo, hi = (length - b, length - a) if r >= 2 else (a, b)
             for src, buf in zip(srcs[j], bufs):
