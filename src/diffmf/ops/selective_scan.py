@@ -230,7 +230,7 @@ def _scan_2d_inference(
     srcs = _route_sources(u, steps, B, C)  # transposed copies for the column-major routes, on all threads
     job = functools.partial(_stream, u=u, srcs=srcs, A=A, bias=delta_bias, softplus=delta_softplus, weight=weight)
     threads = torch.get_num_threads()
-    if k == 1 or threads < 2 or u.device.type != "cpu":
+    if k == 1 or threads < 2 or u.device.type != "cpu" or not ROUTE_THREADS:
         job(list(range(k)), rows=out.view(batch, d, length), cols=cols)
     else:
         modes = (torch.is_inference_mode_enabled(), torch.is_grad_enabled())
@@ -246,6 +246,7 @@ def _scan_2d_inference(
     return out
 
 
+ROUTE_THREADS: bool = True  # split the 2-D no-grad scan's routes over two Python threads
 _SIDE: Optional[Tuple[int, ThreadPoolExecutor]] = None
 
 
