@@ -1,0 +1,126 @@
+"""Where the GPU time goes: per-kernel profiles of the whole network and a scan call for ncu.
+
+``model``: torch.profiler over one 640x480 fuse (paper preset, batch 1, bf16 autocast,
+inference mode) and one training step (batch 16, 128x128 crops, the paper's loss, AdamW);
+prints the kernels sorted by total GPU time (top ``--top``) and writes the tables to ``--out``.
+
+``scan``: one forward + backward of the fused 2-D scan at 640x480 (K=4, D=64, N=16, bf16)
+between ``cudaProfilerStart``/``Stop``, after warm-up, for Nsight Compute::
+
+    ncu --profile-from-start off --clock-control none --section WarpStateStats ... \\
+        python3 benchmarks/gpu_profile.py scan
+
+    PYTHONPATH=src python3 benchmarks/gpu_profile.py model --out results/
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import torch
+
+
+def _table(prof, top: int) -> str:
+    return prof.key_averages().table(sort_by="cuda_time_total", row_limit=top, max_name_column_width=70)
+
+
+def profile_model(args) -> str:
+    import diffmf
+    from diffmf.losses import FusionLoss
+    from torch.profiler import ProfilerActivity, profile
+
+    dev = torch.device("cuda")
+    model = diffmf.build_model(args.preset).to(dev).eval()
+    h, w = args.size
+    ir, vi = torch.rand(1, 1, h, w, device=dev), torch.rand(1, 1, h, w, device=dev)
+
+    def fuse():
+        with torch.inference_mode(), torch.autocast("cuda", dtype=torch.bfloat16):
+            model(ir, vi)
+
+    for _ in range(3):
+        fuse()
+    torch.cuda.synchronize()
+    with profile(activities=[ProfilerActivity.CUDA, ProfilerActivity.CPU]) as prof:
+        fuse()
+        torch.cuda.synchronize()
+    out = [f"# fuse {w}x{h}, batch 1, bf16, inference\n", _table(prof, args.top)]
+
+    loss_fn = FusionLoss()
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
+    model.train()
+    bi = torch.rand(16, 1, 128, 128, device=dev)
+    bv = torch.rand(16, 1, 128, 128, device=dev)
+
+    def step():
+        with torch.autocast("cuda", dtype=torch.bfloat16):
+            fused = model(bi, bv)
+        loss, _ = loss_fn(fused, bi, bv)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+
+    for _ in range(3):
+        step()
+    torch.cuda.synchronize()
+    with profile(activities=[ProfilerActivity.CUDA, ProfilerActivity.CPU]) as prof:
+        step()
+        torch.cuda.synchronize()
+    out += ["\n# training step, batch 16, 128x128, bf16\n", _table(prof, args.top)]
+    return "".join(out)
+
+
+def profile_scan(args) -> None:
+    from diffmf.ops.triton import selective_scan_2d_triton
+
+    dev = torch.device("cuda")
+    h, w = args.size
+    k, d, n, dt_ = 4, 64, 16, torch.bfloat16
+    u = torch.randn(1, d, h, w, device=dev).to(dt_).requires_grad_()
+    dt = (torch.randn(1, k, d, h, w, device=dev) * 0.5 - 2.0).to(dt_).requires_grad_()
+    A = (-torch.arange(1, n + 1, device=dev, dtype=torch.float32).repeat(k * d, 1)).requires_grad_()
+    B = torch.randn(1, k, n, h, w, device=dev).to(dt_).requires_grad_()
+    C = torch.randn(1, k, n, h, w, device=dev).to(dt_).requires_grad_()
+    D = torch.ones(k * d, device=dev, requires_grad=True)
+    bias = (torch.randn(k * d, device=dev) * 0.5 - 3.0).requires_grad_()
+    gy = torch.randn(1, d, h, w, device=dev)
+
+    def run():
+        y = selective_scan_2d_triton(u, dt, A, B, C, D, bias, True)
+        y.backward(gy)
+
+    for _ in range(3):
+        run()
+    torch.cuda.synchronize()
+    torch.cuda.profiler.start()
+    run()
+    torch.cuda.synchronize()
+    torch.cuda.profiler.stop()
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("what", choices=["model", "scan"])
+    ap.add_argument("--preset", default="diffmf_paper")
+    ap.add_argument("--size", default="480x640", help="HxW")
+    ap.add_argument("--top", type=int, default=45)
+    ap.add_argument("--out", type=Path, default=None)
+    args = ap.parse_args(argv)
+    args.size = tuple(int(v) for v in args.size.lower().split("x"))
+    if not torch.cuda.is_available():
+        print("needs a CUDA GPU", file=sys.stderr)
+        return 2
+    if args.what == "scan":
+        profile_scan(args)
+        return 0
+    text = profile_model(args)
+    print(text)
+    if args.out:
+        args.out.mkdir(parents=True, exist_ok=True)
+        (args.out / "profile_model.txt").write_text(text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
