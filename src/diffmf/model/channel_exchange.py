@@ -26,6 +26,7 @@ from diffmf.model.blocks import make_ss2d
 from diffmf.model.config import ModelConfig
 from diffmf.model.layers import channel_mean
 from diffmf.model.restormer import MDTA
+from diffmf.ops.layernorm import FastLayerNorm
 
 
 def bc_sources(variant: str) -> Tuple[str, str]:
@@ -43,7 +44,7 @@ class CrossModalSSD(nn.Module):
     def __init__(self, cfg: ModelConfig) -> None:
         super().__init__()
         c = cfg.embed_dim
-        self.norm_ir, self.norm_vi = nn.LayerNorm(c), nn.LayerNorm(c)
+        self.norm_ir, self.norm_vi = FastLayerNorm(c), FastLayerNorm(c)
         self.sources = bc_sources(cfg.variant)
         self.attention = cfg.block == "restormer"
         if self.attention:

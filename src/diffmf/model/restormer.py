@@ -11,9 +11,11 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from diffmf.ops.layernorm import FastLayerNorm
 
-class LayerNormCL(nn.LayerNorm):
-    """Restormer's WithBias LayerNorm over channels of (B, H, W, C)."""
+
+class LayerNormCL(FastLayerNorm):
+    """Restormer's WithBias LayerNorm over channels of (B, H, W, C) (Triton on CUDA tensors)."""
 
 
 class MDTA(nn.Module):

@@ -22,6 +22,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from diffmf.model.layers import DropPath, Mlp
+from diffmf.ops.layernorm import FastLayerNorm
 from diffmf.ops.selective_scan import selective_scan_2d_lowrank
 
 
@@ -65,7 +66,7 @@ class SS2D(nn.Module):
         a = torch.arange(1, d_state + 1, dtype=torch.float32).repeat(routes * d_inner, 1)
         self.A_logs = nn.Parameter(torch.log(a))  # (K*D, N), S4D-real
         self.Ds = nn.Parameter(torch.ones(routes * d_inner))
-        self.out_norm = nn.LayerNorm(d_inner)
+        self.out_norm = FastLayerNorm(d_inner)
         self.out_proj = nn.Linear(d_inner, dim, bias=False)
 
     def project(self, x: Tensor) -> SSMInputs:
@@ -104,10 +105,14 @@ class SS2D(nn.Module):
         )
 
     def output(self, y: Tensor, z: Tensor) -> Tensor:
-        """(B, D, H, W) scan output and (B, H, W, D) gate -> (B, H, W, C)."""
-        y = self.out_norm(y.permute(0, 2, 3, 1).to(z.dtype))
-        y = y.mul_(F.silu(z)) if not torch.is_grad_enabled() else y * F.silu(z)
-        return self.out_proj(y)
+        """(B, D, H, W) float32 scan output and (B, H, W, D) gate -> (B, H, W, C).
+
+        out_proj(LayerNorm(y) * SiLU(z)), the product in z's dtype. On the Triton norm
+        backend one fused kernel reads y through its permuted view (planar or channels-last
+        strides, no copy) and writes the gated product; on the torch backend this is
+        ``out_norm(y.permute(0, 2, 3, 1).to(z.dtype)) * silu(z)`` as before.
+        """
+        return self.out_proj(self.out_norm(y.permute(0, 2, 3, 1), gate=z))
 
     def forward(self, x: Tensor) -> Tensor:
         p = self.project(x)
@@ -119,12 +124,12 @@ class VSSBlock(nn.Module):
 
     def __init__(self, dim: int, *, mlp_ratio: float = 2.0, drop_path: float = 0.0, **ss2d_kwargs) -> None:
         super().__init__()
-        self.norm = nn.LayerNorm(dim)
+        self.norm = FastLayerNorm(dim)
         self.op = SS2D(dim, **ss2d_kwargs)
         self.drop_path = DropPath(drop_path)
         self.mlp = None
         if mlp_ratio > 0:
-            self.norm2 = nn.LayerNorm(dim)
+            self.norm2 = FastLayerNorm(dim)
             self.mlp = Mlp(dim, int(dim * mlp_ratio))
 
     def forward(self, x: Tensor) -> Tensor:
