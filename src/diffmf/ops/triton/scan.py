@@ -32,6 +32,7 @@ LOG2E = 1.4426950408889634
 SEGLEN_ENV = "DIFFMF_TRITON_SEGLEN"  # force the segment length (tests, benchmarks)
 LAYOUT_FWD_ENV = "DIFFMF_TRITON_LAYOUT_FWD"  # "dpt,ns,warps,prefetch" (benchmarks)
 LAYOUT_BWD_ENV = "DIFFMF_TRITON_LAYOUT_BWD"
+PHASES_ENV = "DIFFMF_TRITON_PHASES"  # 1 (default): one program per route; 2: both routes of an axis per program
 MIN_SEGLEN = 128  # shortest segment on a GPU: fewer segments, less carry traffic
 # Interpreter only (tests): None = prefetch in the forward-type sweeps, not in the backward
 # ones (as the GPU defaults); True/False force one code path everywhere.
@@ -151,7 +152,7 @@ def _seglen(o: Orientation, p: "Problem", lanes_per_seg: int, device: torch.devi
     target_lanes = _sm_count(device) * 1536
     seg_per_route = max(1, target_lanes // max(1, p.batch * p.K * lanes_per_seg))
     pieces = max(1, min(-(-seg_per_route // o.outer), o.inner // MIN_SEGLEN))
-    return -(-o.inner // pieces)
+    return -(-o.inner // (16 * pieces)) * 16  # a multiple of 16: one compiled kernel whatever the size
 
 
 def _finish(p: Problem, device: torch.device) -> Problem:
@@ -191,7 +192,11 @@ class _Tensors:
 
 @dataclass
 class _Frame:
-    """Routes of one orientation with their operands, in the memory layout they run in."""
+    """Routes of one orientation with their operands, in the memory layout they run in.
+
+    y and du are written per output *slot* ``(k - routes[0]) // route step``; with
+    ``slots`` > 1 every route has its own slot (``sy_out`` / ``sdu`` give (batch, slot)
+    strides) and the caller sums them, else the routes share one (slot stride 0)."""
 
     o: Orientation
     T: _Tensors
@@ -200,6 +205,31 @@ class _Frame:
     du: Optional[Tensor] = None  # float32
     ddt: Optional[Tensor] = None  # like dt (route-specific, index k // kdiv)
     sdd: Tuple[int, int] = (0, 0)
+    sy_out: Optional[Tuple[int, int]] = None  # y strides (default T.sy)
+    sdu: Optional[Tuple[int, int]] = None  # du strides (default T.sy)
+
+
+def _phases(p: "Problem", o: Orientation) -> int:
+    """Routes of ``o`` run one after the other in one program (2-D op, ``DIFFMF_TRITON_PHASES=2``)
+    or each in its own programs (default: twice the parallelism, one output slot per route)."""
+    if not p.u_shared or len(o.routes) < 2:
+        return 1
+    return len(o.routes) if os.environ.get(PHASES_ENV, "1") == "2" else 1
+
+
+def _slot_args(p: "Problem", o: Orientation) -> Tuple[int, int]:
+    """(y_k0, y_kdiv): route k writes output slot (k - y_k0) // y_kdiv."""
+    if not p.u_shared:
+        return 0, 1  # 1-D op: one output per group k
+    kstep = o.routes[1] - o.routes[0] if len(o.routes) > 1 else 1
+    return o.routes[0], kstep
+
+
+def sum_slots(buf: Tensor) -> Tensor:
+    """Sum of the route slots of a (slots, ...) buffer, in slot order, into slot 0."""
+    for i in range(1, buf.shape[0]):
+        buf[0].add_(buf[i])
+    return buf[0]
 
 
 def _geom_args(p: Problem, o: Orientation) -> List[int]:
@@ -275,12 +305,12 @@ def scan_forward(p: Problem, frames: List[_Frame]) -> Tuple[Tensor, Tensor]:
     for f in frames:
         o, T = f.o, f.T
         lay = _layout(p.D, p.N, False, o.seg_fast, interpret)
-        phases = len(o.routes) if p.u_shared else 1
+        phases = _phases(p, o)
         k0, kstep, nk = _route_args(o, phases)
         _k._fwd_out_kernel[_grid(p, o, lay, nk)](
             T.u, T.dt, T.A2, T.B, T.C, _opt(T, T.D), _opt(T, T.bias), hstart, f.y,
-            *T.su, *T.sd, *T.sB, *T.sC, *T.sy,
-            *_geom_args(p, o), k0, kstep, p.rev_from, T.kdiv,
+            *T.su, *T.sd, *T.sB, *T.sC, *(f.sy_out or T.sy),
+            *_geom_args(p, o), k0, kstep, p.rev_from, T.kdiv, *_slot_args(p, o),
             **lay.meta(), N=p.N, SEG_FAST=o.seg_fast, HAS_BIAS=T.bias is not None, SOFTPLUS=p.softplus,
             HAS_D=T.D is not None, PHASES=phases, ACCUM=False,
         )
@@ -334,13 +364,13 @@ def scan_backward(p: Problem, frames: List[_Frame], hstart: Tensor, dsum: Tensor
             *_geom_args(p, o), k0, kstep, p.rev_from, T.kdiv,
             **lay.meta(), **flags,
         )
-        phases = len(o.routes) if p.u_shared else 1
+        phases = _phases(p, o)
         k0, kstep, nk = _route_args(o, phases)
         _k._bwd_rev_kernel[_grid(p, o, lay, nk)](
             T.u, T.dt, T.A2, T.B, T.C, _opt(T, T.D), _opt(T, T.bias), f.dy, gin, dsum, zscr, zoff,
             f.du, f.ddt, dB_buf, dA_part, dbias_part,
-            *T.su, *T.sd, *T.sB, *T.sC, *T.sy, *sdc, *sz, *T.sy, *f.sdd,
-            *_geom_args(p, o), k0, kstep, p.rev_from, T.kdiv,
+            *T.su, *T.sd, *T.sB, *T.sC, *T.sy, *sdc, *sz, *(f.sdu or T.sy), *f.sdd,
+            *_geom_args(p, o), k0, kstep, p.rev_from, T.kdiv, *_slot_args(p, o),
             **lay.meta(), **flags, HAS_D=T.D is not None, PHASES=phases, ACCUM=False,
         )
         grads[f"dB{i}"] = dB_buf.sum(0) if n_dblk > 1 else dB_buf[0]
@@ -478,11 +508,17 @@ class _Scan2D(torch.autograd.Function):
         hstart = dsum = y
         if L > 0 and batch > 0:
             frames = _frames_2d(p, u, delta, A, B, C, D, delta_bias)
-            frames[0].y = torch.empty(batch, d, w, h, device=u.device, dtype=torch.float32)  # rows, transposed
+            f32 = dict(device=u.device, dtype=torch.float32)
+            slots = [_out_slots(p, f.o) for f in frames]
+            frames[0].y = torch.empty(slots[0], batch, d, w, h, **f32)  # rows, transposed
+            frames[0].sy_out = (d * L, batch * d * L if slots[0] > 1 else 0)
             if len(frames) > 1:
-                frames[1].y = y
+                frames[1].y = torch.empty(slots[1], batch, d, h, w, **f32) if slots[1] > 1 else y.unsqueeze(0)
+                frames[1].sy_out = (d * L, batch * d * L if slots[1] > 1 else 0)
             hstart, dsum = scan_forward(p, frames)
-            transpose_planes(frames[0].y, y, accumulate=len(frames) > 1)
+            if len(frames) > 1 and slots[1] > 1:
+                torch.add(frames[1].y[0], frames[1].y[1], out=y)
+            transpose_planes(sum_slots(frames[0].y), y, accumulate=len(frames) > 1)
         ctx.problem = p
         ctx.save_for_backward(u, delta, A, B, C, D, delta_bias, hstart, dsum)
         return y
@@ -500,17 +536,23 @@ class _Scan2D(torch.autograd.Function):
         kr = len(rows.o.routes)
         f32 = dict(device=u.device, dtype=torch.float32)
         rows.dy = transpose_planes(dy)
-        rows.du = torch.empty(batch, d, w, h, **f32)
+        slots = [_out_slots(p, f.o) for f in frames]
+        rows.du = torch.empty(slots[0], batch, d, w, h, **f32)
+        rows.sdu = (d * h * w, batch * d * h * w if slots[0] > 1 else 0)
         rows.ddt = torch.empty(batch, kr, d, w * h, device=u.device, dtype=delta.dtype)
         rows.sdd = (rows.ddt.stride(0), rows.ddt.stride(1))
         du = torch.empty(batch, d, h, w, **f32)
         ddt = torch.empty(delta.shape, device=u.device, dtype=delta.dtype)
         if len(frames) > 1:
             cols = frames[1]
-            cols.dy, cols.du, cols.ddt = dy, du, ddt
+            cols.dy, cols.ddt = dy, ddt
+            cols.du = torch.empty(slots[1], batch, d, h, w, **f32) if slots[1] > 1 else du.unsqueeze(0)
+            cols.sdu = (d * h * w, batch * d * h * w if slots[1] > 1 else 0)
             cols.sdd = (ddt.stride(0), ddt.stride(1))
         g = scan_backward(p, frames, hstart, dsum)
-        transpose_planes(rows.du, du, accumulate=len(frames) > 1)
+        if len(frames) > 1 and slots[1] > 1:
+            torch.add(frames[1].du[0], frames[1].du[1], out=du)
+        transpose_planes(sum_slots(rows.du), du, accumulate=len(frames) > 1)
         dB = torch.empty(B.shape, device=u.device, dtype=B.dtype)
         dC = torch.empty(C.shape, device=u.device, dtype=C.dtype)
         n = B.shape[2]
@@ -534,6 +576,11 @@ class _Scan2D(torch.autograd.Function):
             dbias,
             None,
         )
+
+
+def _out_slots(p: Problem, o: Orientation) -> int:
+    """Output slots of a frame of the 2-D op: one per route unless its routes run as phases."""
+    return 1 if _phases(p, o) > 1 else len(o.routes)
 
 
 def _problem_2d(batch: int, k: int, d: int, n: int, h: int, w: int, softplus: bool, device: torch.device) -> Problem:

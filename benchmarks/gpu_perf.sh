@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# Kernel and whole-network performance on the device machine, in one call:
+# compiled correctness check of the Triton scan, the scan benchmark (+ per-kernel profile and
+# a layout/segment sweep at 640x480), the whole-network benchmark, and `diffmf fuse` on TNO25
+# with an empty Triton cache (first use) and again warm. Everything goes into
+# $OUT/perf.tar.gz (JSON + logs) and $OUT/perf.log. Carry .data/test/TNO25 for the fuse timing.
+#   bash benchmarks/gpu_perf.sh [--no-sweep] [--no-model] [--no-fuse]
+set -uo pipefail
+export PYTHONPATH=src PYTHONUNBUFFERED=1
+R=/tmp/perf; mkdir -p "$R" "$OUT"
+sweep=1; model=1; fuse=1
+for a in "$@"; do case $a in --no-sweep) sweep=0;; --no-model) model=0;; --no-fuse) fuse=0;; esac; done
+{
+  date -u; nvidia-smi --query-gpu=name,driver_version,clocks.max.sm --format=csv,noheader
+  python3 -c "import torch, triton; print('torch', torch.__version__, 'triton', triton.__version__)"
+  python3 benchmarks/gpu_scan_check.py --out "$R" || echo "SCAN CHECK FAILED"
+  python3 benchmarks/bench_scan.py --profile --out "$R"
+  [ $sweep = 1 ] && python3 benchmarks/bench_scan.py --shapes 480x640 --sweep --reps 10 --out "$R/sweep"
+  if [ -f benchmarks/bench_layernorm.py ]; then python3 benchmarks/bench_layernorm.py --out "$R" || echo "LN BENCH FAILED"; fi
+  [ $model = 1 ] && python3 benchmarks/bench_model.py --out "$R"
+  if [ $fuse = 1 ] && [ -d .data/test/TNO25 ]; then
+    python3 -c "import torch; torch.zeros(1).cuda()"
+    for run in cold warm; do
+      [ $run = cold ] && export TRITON_CACHE_DIR=/tmp/triton_fresh_cache
+      s=$(date +%s.%N)
+      python3 -m diffmf fuse --ir .data/test/TNO25/ir --vi .data/test/TNO25/vi -o "/tmp/fused_$run" --device cuda 2>&1 | tail -2
+      e=$(date +%s.%N)
+      echo "TNO25 diffmf fuse ($run Triton cache), process start to exit: $(awk "BEGIN{print $e - $s}") s"
+    done
+    unset TRITON_CACHE_DIR
+  fi
+} 2>&1 | tee "$R/perf.log"
+cp "$R/perf.log" "$OUT/perf.log"
+tar -czf "$OUT/perf.tar.gz" -C /tmp perf
