@@ -181,3 +181,125 @@ def test_medical_pet_colour_is_restored(tmp_path, model):
     fused = diffmf.fuse(mri, pet, model=model)
     assert fused.shape == (32, 32, 3)
     np.testing.assert_allclose(rgb_to_ycbcr(fused)[..., 1:], rgb_to_ycbcr(pet)[..., 1:], atol=0.02)
+
+
+# ----------------------------------------------------------------------------- fuse_pairs: pipelined I/O
+class Blend(torch.nn.Module):
+    """A cheap deterministic stand-in for the network."""
+
+    def forward(self, ir, vi):
+        return 0.4 * ir + 0.6 * vi.sqrt()
+
+
+def _jobs(src: Path, out: Path, ext=None):
+    from diffmf.cli.fuse import plan_jobs
+
+    jobs, missing = plan_jobs(src / "ir", src / "vi", out, ext)
+    assert not missing
+    return jobs
+
+
+def _files(folder: Path):
+    return {p.name: p.read_bytes() for p in sorted(folder.iterdir())}
+
+
+def test_pipelined_fuse_pairs_is_byte_identical_to_sequential(tmp_path, model):
+    from diffmf.engine.fuse import fuse_pairs
+
+    src = tmp_path / "in"
+    for i, (ext, rgb) in enumerate([(".png", True), (".jpg", True), (".bmp", False), (".png", False),
+                                    (".bmp", True), (".jpg", False), (".png", True)]):
+        write_pair(src, f"p{i}", 12 + i, 17 + 2 * i, rgb=rgb, seed=i, vi_ext=ext)
+    fuser = Fuser(model)
+    reports = {}
+    for workers, prefetch in [(0, 0), (2, 2), (1, 0), (3, 5)]:
+        out = tmp_path / f"out{workers}{prefetch}"
+        jobs = _jobs(src, out)
+        # the same output twice: the later job wins, as one after the other
+        jobs.append((jobs[1][0], jobs[0][1]))
+        rep = fuse_pairs(fuser, jobs, workers=workers, prefetch=prefetch, progress=False)
+        assert rep.ok and rep.written == [o for _, o in jobs]
+        reports[workers, prefetch] = _files(out)
+    ref = reports.pop((0, 0))
+    assert len(ref) == 7
+    for key, files in reports.items():
+        assert files == ref, key
+
+
+def _failing_folder(src: Path):
+    for i in range(6):
+        write_pair(src, f"f{i}", 14, 18, seed=i)
+    (src / "vi" / "f1.png").write_bytes(b"not an image at all")  # corrupt, in the middle
+    Image.fromarray(np.zeros((15, 18), np.uint8)).save(src / "ir" / "f3.png")  # size mismatch
+
+
+@pytest.mark.parametrize("workers", [0, 2])
+def test_failures_in_the_middle_are_reported_and_the_others_written(tmp_path, caplog, workers):
+    from diffmf.engine.fuse import fuse_pairs
+
+    src, out = tmp_path / "in", tmp_path / "out"
+    _failing_folder(src)
+    with caplog.at_level(logging.ERROR):
+        rep = fuse_pairs(Fuser(Blend()), _jobs(src, out), workers=workers, progress=False)
+    assert [n for n, _ in rep.failed] == ["f1", "f3"]
+    assert "cannot read image" in rep.failed[0][1] and "size mismatch" in rep.failed[1][1]
+    assert rep.written == [out / f"f{i}.png" for i in (0, 2, 4, 5)]
+    assert sorted(p.name for p in out.iterdir()) == ["f0.png", "f2.png", "f4.png", "f5.png"]  # no temporary files
+    errors = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
+    assert errors[0].startswith("f1: ") and errors[1].startswith("f3: ") and len(errors) == 2
+
+
+def test_write_error_is_reported_for_that_pair_only(tmp_path):
+    from diffmf.engine.fuse import fuse_pairs
+
+    src, out = tmp_path / "in", tmp_path / "out"
+    for i in range(5):
+        write_pair(src, f"w{i}", 10, 12, seed=i)
+    (tmp_path / "blocker").write_text("a file, not a folder")
+    jobs = _jobs(src, out)
+    jobs[2] = (jobs[2][0], tmp_path / "blocker" / "w2.png")  # its parent is a file
+    rep = fuse_pairs(Fuser(Blend()), jobs, workers=2, progress=False)
+    assert [n for n, _ in rep.failed] == ["w2"]
+    assert rep.written == [out / f"w{i}.png" for i in (0, 1, 3, 4)] and all(p.is_file() for p in rep.written)
+    seq = fuse_pairs(Fuser(Blend()), jobs, workers=0, progress=False)
+    assert seq.failed == rep.failed and seq.written == rep.written
+
+
+def test_no_threads_left_and_other_errors_propagate(tmp_path):
+    import threading
+
+    from diffmf.engine.fuse import fuse_pairs
+
+    src, out = tmp_path / "in", tmp_path / "out"
+    for i in range(6):
+        write_pair(src, f"t{i}", 10, 12, seed=i)
+    jobs = _jobs(src, out)
+    before = threading.active_count()
+    assert fuse_pairs(Fuser(Blend()), jobs, workers=3, prefetch=3, progress=False).ok
+    assert threading.active_count() == before
+
+    class Broken(Blend):  # a bug (not a pair failure) at the fourth pair
+        calls = 0
+
+        def forward(self, ir, vi):
+            Broken.calls += 1
+            if Broken.calls == 4:
+                raise RuntimeError("a bug")
+            return super().forward(ir, vi)
+
+    out2 = tmp_path / "out2"
+    with pytest.raises(RuntimeError, match="a bug"):
+        fuse_pairs(Fuser(Broken()), _jobs(src, out2), workers=2, progress=False)
+    assert threading.active_count() == before
+    # the pairs fused before the error were written, as one after the other
+    assert sorted(p.name for p in out2.iterdir()) == ["t0.png", "t1.png", "t2.png"]
+
+
+def test_cli_io_threads_zero(tmp_path, weights):
+    src = tmp_path / "in"
+    write_pair(src, "a", 12, 14)
+    write_pair(src, "b", 12, 14, seed=1)
+    for n in ("0", "2"):
+        assert cli(["fuse", "--ir", str(src / "ir"), "--vi", str(src / "vi"), "-o", str(tmp_path / n),
+                    "--weights", str(weights), "--quiet", "--io-threads", n]) == 0
+    assert _files(tmp_path / "0") == _files(tmp_path / "2")

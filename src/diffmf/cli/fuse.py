@@ -34,6 +34,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--ext", default=None, help="output format by extension, e.g. png (default: the visible input's)")
     p.add_argument("--stretch16", action="store_true", help="stretch 16-bit inputs to their own min..max")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--io-threads", type=int, default=2, help="threads that read the next pairs and write outputs "
+                                                            "while a pair is fused (0: one pair after the other; default 2)")
     p.set_defaults(func=run)
     return p
 
@@ -95,7 +97,8 @@ def run(args: argparse.Namespace) -> int:
         return 2
     for name, reason in missing:
         logger.error("%s", reason)
-    report = fuse_pairs(fuser, jobs, gray=args.gray, stretch16=args.stretch16, progress=False if args.quiet else None)
+    report = fuse_pairs(fuser, jobs, gray=args.gray, stretch16=args.stretch16, progress=False if args.quiet else None,
+                        workers=getattr(args, "io_threads", 2))
     failures: List[Tuple[str, str]] = missing + report.failed
     logger.info("fused %d of %d pair(s) into %s", len(report.written), len(jobs) + len(missing), args.out)
     if failures:

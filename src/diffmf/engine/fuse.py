@@ -8,7 +8,9 @@ atomic). Outputs always have the input's height and width.
 * :class:`Fuser` holds a network on a device and fuses luminance tensors, with tiling and an
   automatic fall-back to tiles when the device runs out of memory.
 * :func:`fuse` is the Python API for arrays, PIL images, tensors and paths.
-* :func:`fuse_pairs` fuses a list of file pairs into a folder, continuing past failures.
+* :func:`fuse_pairs` fuses a list of file pairs into a folder, continuing past failures; it
+  decodes the next pairs and encodes/writes finished outputs in a few I/O threads while the
+  current pair is fused (``workers=0``: strictly one pair after the other).
 """
 from __future__ import annotations
 
@@ -16,9 +18,11 @@ import contextlib
 import functools
 import logging
 import sys
+from collections import deque
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, List, Optional, Sequence, Tuple, Union
+from typing import Any, Deque, Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import torch
@@ -27,8 +31,8 @@ import torch.nn.functional as F
 
 from diffmf.data.color import merge_luma, split_luma, to_gray
 from diffmf.data.dataset import load_pair
-from diffmf.data.io import read_image, write_image
-from diffmf.data.pairs import Pair
+from diffmf.data.io import ImageReadError, read_image, write_image
+from diffmf.data.pairs import Pair, PairingError
 from diffmf.engine.tiling import tiled_apply
 
 logger = logging.getLogger(__name__)
@@ -143,10 +147,13 @@ class Fuser:
                              f"visible is {vi_y.shape[1]}x{vi_y.shape[0]}")
         return self._merge(ir_y, vi_y, cbcr, gray)
 
-    def _merge(self, ir_y: np.ndarray, vi_y: np.ndarray, cbcr: Optional[np.ndarray], gray: bool) -> np.ndarray:
+    def _fuse_luma(self, ir_y: np.ndarray, vi_y: np.ndarray) -> np.ndarray:
+        """``(H, W)`` infrared and visible Y -> fused Y ``(H, W)`` float32 numpy (on the CPU)."""
         t = lambda a: torch.from_numpy(np.ascontiguousarray(a, dtype=np.float32))[None, None]  # noqa: E731
-        fused = self.fuse_y(t(ir_y), t(vi_y))[0, 0].cpu().numpy()
-        return merge_luma(fused, None if gray else cbcr)
+        return self.fuse_y(t(ir_y), t(vi_y))[0, 0].cpu().numpy()
+
+    def _merge(self, ir_y: np.ndarray, vi_y: np.ndarray, cbcr: Optional[np.ndarray], gray: bool) -> np.ndarray:
+        return merge_luma(self._fuse_luma(ir_y, vi_y), None if gray else cbcr)
 
     def fuse_files(self, pair: Pair, out_path: Path, *, gray: bool = False, stretch16: bool = False) -> Path:
         """Read a pair, fuse it and write ``out_path`` (8-bit; format from the suffix) atomically."""
@@ -166,23 +173,128 @@ class FuseReport:
         return not self.failed
 
 
+# Failures of one pair that are recorded (the other pairs go on); anything else propagates.
+PAIR_ERRORS = (ImageReadError, PairingError, ValueError, MemoryError, OSError)
+
+
 def fuse_pairs(fuser: Fuser, jobs: Sequence[Tuple[Pair, Path]], *, gray: bool = False, stretch16: bool = False,
-               progress: Optional[bool] = None) -> FuseReport:
-    """Fuse ``(pair, output path)`` jobs in order; a failing pair is recorded and skipped."""
+               progress: Optional[bool] = None, workers: int = 2, prefetch: int = 2) -> FuseReport:
+    """Fuse ``(pair, output path)`` jobs in order; a failing pair is recorded and skipped.
+
+    With ``workers > 0``, I/O overlaps the fusion: up to ``prefetch`` pairs after the current one
+    are decoded ahead and finished outputs are colour-merged, encoded and written (atomically) in
+    the background, by a pool of ``workers`` threads, with at most ``max(2, workers)`` outputs
+    waiting to be written. The files, ``report.written``/``report.failed`` and the log are the
+    same, in the same order, as with ``workers=0`` (one pair after the other); exceptions other
+    than :data:`PAIR_ERRORS` propagate once the outputs of the pairs fused before have been
+    written and the threads have stopped.
+    """
     from tqdm import tqdm
 
-    from diffmf.data.io import ImageReadError
-    from diffmf.data.pairs import PairingError
-
+    jobs = list(jobs)
     report = FuseReport()
     disable = not sys.stderr.isatty() if progress is None else not progress
-    for pair, out in tqdm(jobs, desc="fuse", unit="pair", disable=disable, dynamic_ncols=True):
-        try:
-            report.written.append(fuser.fuse_files(pair, out, gray=gray, stretch16=stretch16))
-        except (ImageReadError, PairingError, ValueError, MemoryError, OSError) as exc:
-            logger.error("%s: %s", pair.name, exc)
-            report.failed.append((pair.name, str(exc)))
+    bar = tqdm(jobs, desc="fuse", unit="pair", disable=disable, dynamic_ncols=True)
+    if workers <= 0 or not _pipelinable(fuser):
+        for pair, out in bar:
+            try:
+                report.written.append(fuser.fuse_files(pair, out, gray=gray, stretch16=stretch16))
+            except PAIR_ERRORS as exc:
+                logger.error("%s: %s", pair.name, exc)
+                report.failed.append((pair.name, str(exc)))
+        return report
+    return _fuse_pipelined(fuser, jobs, bar, report, gray=gray, stretch16=stretch16,
+                           workers=int(workers), prefetch=max(0, int(prefetch)))
+
+
+def _pipelinable(fuser: Any) -> bool:
+    """The pipeline splits :meth:`Fuser.fuse_files` into its steps: only for fusers that keep them."""
+    cls = type(fuser)
+    return isinstance(fuser, Fuser) and cls.fuse_files is Fuser.fuse_files and cls._merge is Fuser._merge
+
+
+def _write_fused(out: Path, fused_y: np.ndarray, cbcr: Optional[np.ndarray], gray: bool) -> Path:
+    write_image(out, merge_luma(fused_y, None if gray else cbcr))
+    return out
+
+
+def _fuse_pipelined(fuser: Fuser, jobs: List[Tuple[Pair, Path]], bar: Any, report: FuseReport, *, gray: bool,
+                    stretch16: bool, workers: int, prefetch: int) -> FuseReport:
+    """read-ahead (``prefetch`` pairs) -> fuse (this thread) -> write-behind, in ``workers`` threads.
+
+    Every job leaves one entry in ``outcomes`` (a pending write, or the error that stopped it),
+    settled strictly in job order, so the report and the log keep the sequential order.
+    """
+    max_writes = max(2, workers)
+    pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="diffmf-io")
+    reads: Deque["Future"] = deque()
+    outcomes: Deque[Tuple[Pair, Path, Optional["Future"], Optional[BaseException]]] = deque()
+    pending_paths: Dict[Path, int] = {}  # output path -> pending writes to it
+    n_writes = 0
+    next_read = 0
+
+    def settle() -> None:
+        nonlocal n_writes
+        pair, out, fut, exc = outcomes.popleft()
+        if fut is not None:
+            n_writes -= 1
+            key = _path_key(out)
+            pending_paths[key] -= 1
+            if not pending_paths[key]:
+                del pending_paths[key]
+            try:
+                report.written.append(fut.result())
+                return
+            except PAIR_ERRORS as e:
+                exc = e
+        logger.error("%s: %s", pair.name, exc)
+        report.failed.append((pair.name, str(exc)))
+
+    try:
+        for i, (pair, out) in enumerate(bar):
+            while next_read < len(jobs) and next_read <= i + prefetch:
+                reads.append(pool.submit(load_pair, jobs[next_read][0], stretch16=stretch16))
+                next_read += 1
+            loaded = reads.popleft()
+            try:
+                ir_y, vi_y, cbcr = loaded.result()
+                fused = fuser._fuse_luma(ir_y, vi_y)
+            except PAIR_ERRORS as exc:
+                outcomes.append((pair, out, None, exc))
+            else:
+                del ir_y, vi_y
+                key = _path_key(out)
+                while key in pending_paths or n_writes >= max_writes:  # same file: keep the sequential order
+                    settle()
+                outcomes.append((pair, out, pool.submit(_write_fused, out, fused, cbcr, gray), None))
+                n_writes += 1
+                pending_paths[key] = pending_paths.get(key, 0) + 1
+                del fused, cbcr
+            while outcomes and (outcomes[0][2] is None or outcomes[0][2].done()):
+                settle()
+        while outcomes:
+            settle()
+    except BaseException:
+        for fut in reads:
+            fut.cancel()
+        # The pairs fused before the error are written (and their failures logged), as they would
+        # have been one after the other; then the error propagates.
+        while outcomes:
+            try:
+                settle()
+            except Exception as exc:  # noqa: BLE001 - the first error is the one raised
+                logger.error("%s", exc)
+        raise
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
     return report
+
+
+def _path_key(path: Path) -> Path:
+    try:
+        return Path(path).resolve()
+    except (OSError, RuntimeError):
+        return Path(path)
 
 
 # ----------------------------------------------------------------------------- Python API
