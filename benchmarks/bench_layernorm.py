@@ -58,10 +58,15 @@ def _parse(argv: Optional[Sequence[str]]) -> argparse.Namespace:
     ap.add_argument("--cases", default=",".join(CASES), help=f"subset of {CASES}")
     ap.add_argument("--cl-dtype", default="float32", choices=["float32", "bfloat16"], help="input dtype of the cl case")
     ap.add_argument("--no-autocast", action="store_true", help="float32 throughout (no bf16 autocast)")
+    ap.add_argument("--tiles", default="", help="';'-separated launch shapes to compare, each a $DIFFMF_LN_TILES value "
+                    "'fwd_tile,fwd_warps,bwd_tile,bwd_warps[,bwd_programs_per_sm]' (default: the built-in one)")
     ap.add_argument("--reps", type=int, default=30)
     ap.add_argument("--warmup", type=int, default=5)
     ap.add_argument("--out", default=None, help="folder for bench_layernorm.json")
     ap.add_argument("--dry-run", action="store_true", help="tiny shapes, 2 reps: checks the script's paths")
+    ap.add_argument("--model", default="", help="also time the whole network (diffmf_paper) with the norm backend "
+                    "torch vs triton: fuse at these HxW sizes (bf16 autocast, inference) and one training step "
+                    "(batch 16, 128x128), e.g. --model 480x640,256x256")
     ap.add_argument("--compile-check", action="store_true", help="compile for sm_90 and report registers; no GPU")
     ap.add_argument("--arch", type=int, default=90, help="compute capability for --compile-check")
     args = ap.parse_args(argv)
@@ -71,6 +76,10 @@ def _parse(argv: Optional[Sequence[str]]) -> argparse.Namespace:
     if args.device.startswith("cpu") and not (args.dry_run or args.compile_check):
         ap.error("--device cpu only runs with --dry-run (the Triton kernels run in the CPU interpreter)")
     return args
+
+
+def _hw(text: str) -> List[Tuple[int, int]]:
+    return [tuple(int(v) for v in s.lower().split("x")) for s in text.split(",")]  # type: ignore[misc]
 
 
 def _shapes(text: str) -> List[Tuple[int, int, int]]:
@@ -84,29 +93,59 @@ def _shapes(text: str) -> List[Tuple[int, int, int]]:
 # ------------------------------------------------------------------------------------------
 # timing
 # ------------------------------------------------------------------------------------------
-def time_ms(fn: Callable[[int], None], reps: int, warmup: int, device) -> List[float]:
-    """Per-call milliseconds: CUDA events on a GPU, perf_counter on the CPU."""
+def _sleep_cycles_per_ms(device) -> float:
+    """Clock cycles of ``torch.cuda._sleep`` per millisecond on this GPU."""
     import torch
 
-    for i in range(warmup):
-        fn(i)
+    n = 1 << 22
+    torch.cuda._sleep(n)  # first call: warm-up
+    s, e = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+    s.record()
+    torch.cuda._sleep(n)
+    e.record()
+    torch.cuda.synchronize(device)
+    return n / max(s.elapsed_time(e), 1e-3)
+
+
+def time_ms(fn: Callable[[int], None], reps: int, warmup: int, device) -> Tuple[List[float], List[float]]:
+    """(device ms, host ms) per call.
+
+    On a GPU the device time is what the GPU spends from the call's first kernel to its last
+    (CUDA events), measured behind a ``torch.cuda._sleep`` long enough for the host to enqueue
+    the whole call first, so Python and launch overhead do not show in it; the host time is how
+    long the call takes to enqueue (what bounds it when the GPU is idle, as for tiny inputs).
+    On the CPU both are the wall time of the call.
+    """
+    import torch
+
     cuda = device.type == "cuda"
+    wall = []
+    for i in range(warmup):
+        t = time.perf_counter()
+        fn(i)
+        if cuda:
+            torch.cuda.synchronize(device)
+        wall.append((time.perf_counter() - t) * 1e3)
+    dev_ms, host_ms = [], []
     if cuda:
-        torch.cuda.synchronize(device)
-    out = []
+        cycles = int(_sleep_cycles_per_ms(device) * (3 * max(wall) + 1.0))
     for i in range(reps):
         if cuda:
             s, e = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+            torch.cuda._sleep(cycles)
             s.record()
+            t = time.perf_counter()
             fn(i)
+            host_ms.append((time.perf_counter() - t) * 1e3)
             e.record()
             torch.cuda.synchronize(device)
-            out.append(s.elapsed_time(e))
+            dev_ms.append(s.elapsed_time(e))
         else:
             t = time.perf_counter()
             fn(i)
-            out.append((time.perf_counter() - t) * 1e3)
-    return out
+            host_ms.append((time.perf_counter() - t) * 1e3)
+            dev_ms.append(host_ms[-1])
+    return dev_ms, host_ms
 
 
 def min_bytes(case: str, rows: int, c: int, x_bytes: int, out_bytes: int) -> Dict[str, int]:
@@ -215,8 +254,10 @@ def bench_one(case: str, b: int, c: int, h: int, w: int, args, device) -> Dict:
                 y = fn(case, view_of(case, leaves[0]), leaves[1], leaves[2], leaves[3] if len(leaves) > 3 else None)
             return torch.autograd.grad(y, leaves, dys[i % copies].to(y.dtype)), y
 
-        t_f = time_ms(fwd, args.reps, args.warmup, device)
-        t_fb = time_ms(lambda i: fwd_bwd(i), args.reps, args.warmup, device)
+        t_f, h_f = time_ms(fwd, args.reps, args.warmup, device)
+        t_fb, h_fb = time_ms(lambda i: fwd_bwd(i), args.reps, args.warmup, device)
+        res[f"{name}_fwd_host_ms"] = statistics.median(h_f)
+        res[f"{name}_fwd_bwd_host_ms"] = statistics.median(h_fb)
         grads, y = fwd_bwd(0)
         errs = twin_errors(case, graphs[0], dys[0], y, grads)
         res[f"{name}_err"] = errs
@@ -235,21 +276,79 @@ def bench_one(case: str, b: int, c: int, h: int, w: int, args, device) -> Dict:
     return res
 
 
+def bench_model(sizes: Sequence[Tuple[int, int]], args, device) -> List[Dict]:
+    """Whole network, norm backend torch vs triton: device and host ms of a fuse per size and
+    of one training step (forward, loss, backward, AdamW)."""
+    import torch
+
+    import diffmf
+    from diffmf.losses import FusionLoss
+    from diffmf.ops.layernorm import set_norm_backend
+
+    model = diffmf.build_model("diffmf_paper").to(device).eval()
+    out = []
+    jobs: List[Tuple[str, Callable[[int], None]]] = []
+    for h, w in sizes:
+        ir, vi = torch.rand(1, 1, h, w, device=device), torch.rand(1, 1, h, w, device=device)
+
+        def fuse(i, ir=ir, vi=vi):
+            with torch.inference_mode(), torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
+                model(ir, vi)
+
+        jobs.append((f"fuse {w}x{h}", fuse))
+    if not args.dry_run:
+        tb, crop = 16, 128
+        tir, tvi = torch.rand(tb, 1, crop, crop, device=device), torch.rand(tb, 1, crop, crop, device=device)
+        loss_fn = FusionLoss()
+        opt = torch.optim.AdamW(model.parameters(), lr=1e-6)
+
+        def train(i):
+            model.train()
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
+                fused = model(tir, tvi)
+            loss, _ = loss_fn(fused, tir, tvi)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            model.eval()
+
+        jobs.append((f"train b{tb} {crop}x{crop}", train))
+    for what, fn in jobs:
+        row: Dict = {"what": what}
+        for backend in ("torch", "triton"):
+            set_norm_backend(backend)
+            try:
+                reps, warm = (1, 1) if args.dry_run else (max(3, args.reps // 3), max(2, args.warmup))
+                d, hst = time_ms(fn, reps, warm, device)
+            finally:
+                set_norm_backend(None)
+            row[f"{backend}_ms"], row[f"{backend}_host_ms"] = statistics.median(d), statistics.median(hst)
+        out.append(row)
+        print(f"model {what:18s} device ms torch {row['torch_ms']:8.2f}  triton {row['triton_ms']:8.2f}   "
+              f"host ms torch {row['torch_host_ms']:8.2f}  triton {row['triton_host_ms']:8.2f}", flush=True)
+    return out
+
+
 def print_table(rows: List[Dict]) -> None:
-    hdr = (f"{'case':7s} {'B':>3s} {'C':>4s} {'HxW':>8s} | {'fwd ms torch':>12s} {'triton':>7s} {'x':>5s} "
-           f"{'GB/s t/tr':>11s} | {'f+b ms torch':>12s} {'triton':>7s} {'x':>5s} {'GB/s t/tr':>11s} | {'out':>8s} {'err tr/torch':>17s}")
+    """One line per case: device ms (torch, triton, speed-up), host ms, triton GB/s, errors."""
+    hdr = (f"{'case':6s} {'B':>3s} {'C':>4s} {'HxW':>8s} {'tiles':>14s} | {'fwd ms torch':>12s} {'triton':>7s} {'x':>5s} "
+           f"{'host':>11s} | {'f+b ms torch':>12s} {'triton':>7s} {'x':>5s} {'host':>11s} | "
+           f"{'GB/s f':>6s} {'f+b':>5s} | {'out':>8s} {'err tr/torch':>17s}")
     print(hdr)
     print("-" * len(hdr))
     for r in rows:
+        head = f"{r['case']:6s} {r['batch']:3d} {r['c']:4d} {str(r['h']) + 'x' + str(r['w']):>8s} {r.get('tiles') or 'default':>14s} | "
         if "error" in r:
-            print(f"{r['case']:7s} {r['batch']:3d} {r['c']:4d} {r['h']}x{r['w']}: ERROR {r['error']}")
+            print(head + f"ERROR {r['error']}")
             continue
         print(
-            f"{r['case']:7s} {r['batch']:3d} {r['c']:4d} {str(r['h']) + 'x' + str(r['w']):>8s} | "
-            f"{r['torch_fwd_ms']:12.3f} {r['triton_fwd_ms']:7.3f} {r['speedup_fwd']:5.2f} "
-            f"{r['torch_fwd_gbs']:5.0f}/{r['triton_fwd_gbs']:5.0f} | "
+            head
+            + f"{r['torch_fwd_ms']:12.3f} {r['triton_fwd_ms']:7.3f} {r['speedup_fwd']:5.2f} "
+            f"{r['torch_fwd_host_ms']:5.2f}/{r['triton_fwd_host_ms']:5.2f} | "
             f"{r['torch_fwd_bwd_ms']:12.3f} {r['triton_fwd_bwd_ms']:7.3f} {r['speedup_fwd_bwd']:5.2f} "
-            f"{r['torch_fwd_bwd_gbs']:5.0f}/{r['triton_fwd_bwd_gbs']:5.0f} | {r['triton_out_dtype']:>8s} {r['triton_err_max']:8.1e}/{r['torch_err_max']:8.1e}"
+            f"{r['torch_fwd_bwd_host_ms']:5.2f}/{r['triton_fwd_bwd_host_ms']:5.2f} | "
+            f"{r['triton_fwd_gbs']:6.0f} {r['triton_fwd_bwd_gbs']:5.0f} | "
+            f"{r['triton_out_dtype']:>8s} {r['triton_err_max']:8.1e}/{r['torch_err_max']:8.1e}"
         )
 
 
@@ -359,19 +458,26 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             args.reps, args.warmup = 2, 1
         import triton
 
+        from diffmf.ops.triton.layernorm import TILES_ENV
+
         rows = []
-        for case in args.cases.split(","):
-            for b, h, w in shapes:
-                for c in channels:
-                    try:
-                        r = bench_one(case, b, c, h, w, args, device)
-                    except Exception as exc:  # report and go on with the other shapes
-                        log.exception("case %s B=%d C=%d %dx%d failed", case, b, c, h, w)
-                        r = dict(case=case, batch=b, c=c, h=h, w=w, error=repr(exc)[-300:])
-                    rows.append(r)
-                    if device.type == "cuda":
-                        torch.cuda.empty_cache()
+        for tiles in args.tiles.split(";") if args.tiles else [None]:
+            if tiles:
+                os.environ[TILES_ENV] = tiles  # read at every launch
+            for case in args.cases.split(","):
+                for b, h, w in shapes:
+                    for c in channels:
+                        try:
+                            r = bench_one(case, b, c, h, w, args, device)
+                        except Exception as exc:  # report and go on with the other shapes
+                            log.exception("case %s B=%d C=%d %dx%d failed", case, b, c, h, w)
+                            r = dict(case=case, batch=b, c=c, h=h, w=w, error=repr(exc)[-300:])
+                        r["tiles"] = tiles or os.environ.get(TILES_ENV)
+                        rows.append(r)
+                        if device.type == "cuda":
+                            torch.cuda.empty_cache()
         print_table(rows)
+        model_rows = bench_model(_hw(args.model) if not args.dry_run else [(8, 12)], args, device) if args.model else []
         dev_name = torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or "cpu"
         report = {
             "device": dev_name,
@@ -381,6 +487,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             "autocast": not args.no_autocast and device.type == "cuda",
             "dry_run": args.dry_run,
             "rows": rows,
+            "model": model_rows,
         }
         if any("error" in r for r in rows):
             log.error("some cases failed (see above)")

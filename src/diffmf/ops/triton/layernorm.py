@@ -436,4 +436,6 @@ def layer_norm_triton(
     Mean and rstd are kept for the backward only when autograd will need them.
     """
     stats = torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in (x, weight, bias, gate))
+    if not stats:  # inference: no autograd node, no saved statistics
+        return layer_norm_fwd(x, weight, bias, eps, gate, out_dtype, False)[0]
     return LayerNormTriton.apply(x, weight, bias, gate, eps, out_dtype, stats)
