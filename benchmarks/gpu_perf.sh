@@ -3,32 +3,34 @@
 # compiled correctness check of the Triton scan, the scan benchmark (+ per-kernel profile and
 # a layout/segment sweep at 640x480), the whole-network benchmark, and `diffmf fuse` on TNO25
 # with an empty Triton cache (first use) and again warm. Everything goes into
-# $OUT/perf.tar.gz (JSON + logs) and $OUT/perf.log. Carry .data/test/TNO25 for the fuse timing.
-#   bash benchmarks/gpu_perf.sh [--no-sweep] [--no-model] [--no-fuse]
+# $OUT/perf.tar.gz (JSON + logs) and $OUT/perf.log (written as it goes; every step has its own
+# time limit, so one slow step cannot lose the others). Carry .data/test/TNO25 for the fuse timing.
+#   bash benchmarks/gpu_perf.sh [--no-sweep] [--no-model] [--no-fuse] [--no-ln]
 set -uo pipefail
 export PYTHONPATH=src PYTHONUNBUFFERED=1
 R=/tmp/perf; mkdir -p "$R" "$OUT"
-sweep=1; model=1; fuse=1
-for a in "$@"; do case $a in --no-sweep) sweep=0;; --no-model) model=0;; --no-fuse) fuse=0;; esac; done
+sweep=1; model=1; fuse=1; ln=1
+for a in "$@"; do case $a in --no-sweep) sweep=0;; --no-model) model=0;; --no-fuse) fuse=0;; --no-ln) ln=0;; esac; done
+t() { local lim=$1; shift; timeout -k 5 "$lim" "$@" || echo "STEP FAILED OR TIMED OUT ($lim s): $*"; }
 {
   date -u; nvidia-smi --query-gpu=name,driver_version,clocks.max.sm --format=csv,noheader
   python3 -c "import torch, triton; print('torch', torch.__version__, 'triton', triton.__version__)"
-  python3 benchmarks/gpu_scan_check.py --out "$R" || echo "SCAN CHECK FAILED"
-  python3 benchmarks/bench_scan.py --profile --out "$R"
-  [ $sweep = 1 ] && python3 benchmarks/bench_scan.py --shapes 480x640 --sweep --reps 10 --out "$R/sweep"
-  if [ -f benchmarks/bench_layernorm.py ]; then python3 benchmarks/bench_layernorm.py --out "$R" || echo "LN BENCH FAILED"; fi
-  [ $model = 1 ] && python3 benchmarks/bench_model.py --out "$R"
+  t 180 python3 benchmarks/gpu_scan_check.py --out "$R"
+  t 90 python3 benchmarks/bench_scan.py --profile --out "$R"
+  [ $sweep = 1 ] && t 150 python3 benchmarks/bench_scan.py --shapes 480x640 --sweep --reps 10 --out "$R/sweep"
+  [ $ln = 1 ] && t 60 python3 benchmarks/bench_layernorm.py --shapes 1x480x640,16x128x128 --channels 64 --reps 10 --out "$R"
+  [ $model = 1 ] && t 150 python3 benchmarks/bench_model.py --out "$R"
   if [ $fuse = 1 ] && [ -d .data/test/TNO25 ]; then
     python3 -c "import torch; torch.zeros(1).cuda()"
     for run in cold warm; do
       [ $run = cold ] && export TRITON_CACHE_DIR=/tmp/triton_fresh_cache
       s=$(date +%s.%N)
-      python3 -m diffmf fuse --ir .data/test/TNO25/ir --vi .data/test/TNO25/vi -o "/tmp/fused_$run" --device cuda 2>&1 | tail -2
+      timeout 120 python3 -m diffmf fuse --ir .data/test/TNO25/ir --vi .data/test/TNO25/vi -o "/tmp/fused_$run" --device cuda 2>&1 | tail -2
       e=$(date +%s.%N)
       echo "TNO25 diffmf fuse ($run Triton cache), process start to exit: $(awk "BEGIN{print $e - $s}") s"
     done
     unset TRITON_CACHE_DIR
   fi
-} 2>&1 | tee "$R/perf.log"
-cp "$R/perf.log" "$OUT/perf.log"
+} 2>&1 | tee "$OUT/perf.log"
+cp "$OUT/perf.log" "$R/perf.log"
 tar -czf "$OUT/perf.tar.gz" -C /tmp perf
