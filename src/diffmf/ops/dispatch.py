@@ -9,29 +9,47 @@ from __future__ import annotations
 
 import importlib.util
 import os
-from typing import List, Optional
+from typing import List, Optional, Tuple
 
 import torch
 
 BACKENDS = ("auto", "torch", "ref", "triton")
 ENV_VAR = "DIFFMF_SCAN_BACKEND"
-_backend: Optional[str] = None
+
+
+class BackendSetting:
+    """A process-wide backend choice for one kind of op: the value given to :meth:`set`, else
+    the environment variable ``env_var``, else ``"auto"``; names are checked against ``names``."""
+
+    def __init__(self, what: str, names: Tuple[str, ...], env_var: str) -> None:
+        self.what, self.names, self.env_var = what, names, env_var
+        self.value: Optional[str] = None
+
+    def set(self, name: Optional[str]) -> None:
+        """Set the backend (``None`` restores env/auto)."""
+        if name is not None and name not in self.names:
+            raise ValueError(f"unknown {self.what} backend {name!r}; choose one of {self.names}")
+        self.value = name
+
+    def get(self) -> str:
+        """The configured backend name (may be ``auto``)."""
+        name = self.value or os.environ.get(self.env_var, "auto") or "auto"
+        if name not in self.names:
+            raise ValueError(f"{self.env_var}={name!r} is not one of {self.names}")
+        return name
+
+
+_SCAN = BackendSetting("scan", BACKENDS, ENV_VAR)
 
 
 def set_backend(name: Optional[str]) -> None:
     """Set the process-wide scan backend (``None`` restores env/auto)."""
-    global _backend
-    if name is not None and name not in BACKENDS:
-        raise ValueError(f"unknown scan backend {name!r}; choose one of {BACKENDS}")
-    _backend = name
+    _SCAN.set(name)
 
 
 def get_backend() -> str:
-    """The configured backend name (may be ``auto``)."""
-    name = _backend or os.environ.get(ENV_VAR, "auto") or "auto"
-    if name not in BACKENDS:
-        raise ValueError(f"{ENV_VAR}={name!r} is not one of {BACKENDS}")
-    return name
+    """The configured scan backend name (may be ``auto``)."""
+    return _SCAN.get()
 
 
 def triton_interpreting() -> bool:

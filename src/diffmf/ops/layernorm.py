@@ -22,21 +22,20 @@ parameters and state_dict keys) that dispatches per call.
 from __future__ import annotations
 
 import logging
-import os
 from typing import List, Optional
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from diffmf.ops.dispatch import triton_status
+from diffmf.ops.dispatch import BackendSetting, triton_status
 
 logger = logging.getLogger(__name__)
 
 NORM_BACKENDS = ("auto", "torch", "triton")
 ENV_VAR = "DIFFMF_NORM_BACKEND"
 TRITON_DTYPES = (torch.float32, torch.bfloat16, torch.float16)
-_backend: Optional[str] = None
+_NORM = BackendSetting("norm", NORM_BACKENDS, ENV_VAR)
 
 
 # ------------------------------------------------------------------------------------------
@@ -44,18 +43,12 @@ _backend: Optional[str] = None
 # ------------------------------------------------------------------------------------------
 def set_norm_backend(name: Optional[str]) -> None:
     """Set the process-wide LayerNorm backend (``None`` restores env/auto)."""
-    global _backend
-    if name is not None and name not in NORM_BACKENDS:
-        raise ValueError(f"unknown norm backend {name!r}; choose one of {NORM_BACKENDS}")
-    _backend = name
+    _NORM.set(name)
 
 
 def get_norm_backend() -> str:
     """The configured LayerNorm backend name (may be ``auto``)."""
-    name = _backend or os.environ.get(ENV_VAR, "auto") or "auto"
-    if name not in NORM_BACKENDS:
-        raise ValueError(f"{ENV_VAR}={name!r} is not one of {NORM_BACKENDS}")
-    return name
+    return _NORM.get()
 
 
 def resolve_norm_backend(device: torch.device, requested: Optional[str] = None) -> str:
