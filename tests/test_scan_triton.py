@@ -193,6 +193,45 @@ def test_2d_prefetch_paths(prefetch, monkeypatch):
     check(grads(selective_scan_2d_triton, ins, dy, True), oracle(ins, dy, True))
 
 
+@pytest.mark.parametrize("phases", ["1", "2"])
+def test_2d_route_schedules(phases, monkeypatch):
+    """One program per route with an output slot each (default) and the two routes of an axis
+    one after the other in one program (DIFFMF_TRITON_PHASES=2) both match the oracle."""
+    monkeypatch.setenv(triton_scan.PHASES_ENV, phases)
+    for k in (2, 4):
+        ins = inputs_2d(2, k, 3, 4, 5, 6)
+        dy = torch.randn(2, 3, 5, 6)
+        check(grads(selective_scan_2d_triton, ins, dy, True), oracle(ins, dy, True))
+
+
+def test_kernel_specialisation_plan():
+    """Only route/channel-selecting integers are unspecialised in the sweeps: sizes, strides and
+    segment geometry must stay specialised (their divisibility lets Triton pipeline the loads;
+    without it the sweeps ran ~2.3x slower on an H100)."""
+    from diffmf.ops.triton import kernels
+
+    geometry = {"S", "INNER", "OUTER", "PLANE", "so", "si", "NSEG", "NSEG_STRIDE", "su_b", "sd_k", "sB_k"}
+    for name in ("_fwd_local_kernel", "_fwd_out_kernel", "_bwd_local_kernel", "_bwd_fwd_kernel", "_bwd_rev_kernel"):
+        fn = getattr(kernels, name).fn
+        free = set(kernels.unspecialised_args(fn))
+        assert {"k0", "kstep", "rev_from", "kdiv"} <= free, name
+        assert not free & geometry, (name, free & geometry)
+        assert not any(n.endswith("_ptr") for n in free)
+    chain = set(kernels.unspecialised_args(kernels._chain_kernel.fn, all_ints=True))
+    assert {"OUTER", "NSEG", "P"} <= chain
+
+
+@pytest.mark.parametrize("inner", [5, 17, 130, 480, 641])
+def test_gpu_segment_lengths_are_multiples_of_16(inner):
+    """The GPU segment length is a multiple of 16 for any line length (one compiled kernel per
+    size class fewer), and the segments still cover the line."""
+    o = triton_scan.Orientation((1, 3), outer=7, inner=inner, so=1, si=7, seg_fast=True)
+    p = triton_scan.Problem(batch=1, K=4, D=64, N=16, length=7 * inner, orients=(o,), rev_from=2, u_shared=True)
+    S = triton_scan._seglen(o, p, 32, torch.device("cpu"), interpret=False)
+    assert S % 16 == 0 and S >= 16
+    assert -(-inner // S) * S >= inner
+
+
 def test_2d_bf16_inputs_and_channel_blocks():
     """bf16 inputs; D = 10 > the 8 channels of one interpreter program (partial dB/dC sums)."""
     ins = inputs_2d(1, 4, 10, 4, 4, 5, dtype=torch.bfloat16)

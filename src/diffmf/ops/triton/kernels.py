@@ -70,16 +70,21 @@ LOG2E: tl.constexpr = tl.constexpr(1.4426950408889634)
 _ROUTE_ARGS = frozenset({"D", "K", "P", "k0", "kstep", "rev_from", "kdiv", "flip", "y_k0", "y_kdiv"})
 
 
+def unspecialised_args(fn, all_ints: bool = False) -> list:
+    """Names of ``fn``'s integer arguments that :func:`_jit` leaves unspecialised: the
+    route-selecting ones (every integer with ``all_ints``); pointers and constexprs never."""
+    return [
+        n for n, prm in inspect.signature(fn).parameters.items()
+        if not n.endswith("_ptr") and prm.annotation is inspect.Parameter.empty and (all_ints or n in _ROUTE_ARGS)
+    ]
+
+
 def _jit(fn=None, *, all_ints: bool = False):
     """``triton.jit`` with the route-selecting integers (or, with ``all_ints``, every integer
     argument) left unspecialised, so fewer kernels are compiled per image size."""
     if fn is None:
         return lambda f: _jit(f, all_ints=all_ints)
-    names = [
-        n for n, prm in inspect.signature(fn).parameters.items()
-        if not n.endswith("_ptr") and prm.annotation is inspect.Parameter.empty and (all_ints or n in _ROUTE_ARGS)
-    ]
-    return triton.jit(fn, do_not_specialize=names)
+    return triton.jit(fn, do_not_specialize=unspecialised_args(fn, all_ints))
 
 
 # --------------------------------------------------------------------------------------
