@@ -18,9 +18,11 @@ segments backwards. The scan runs in three launches:
    summed step ``dsum`` (so the segment's decay is ``exp(A * dsum)``).
 2. ``_chain_kernel``: the exclusive linear scan over segments in route order -> the true
    start state ``hstart`` of every segment.
-3. ``_fwd_out_kernel``: each segment again from ``hstart`` -> y. The two routes of one
-   orientation run in one program one after the other (forward, then reversed, which covers
-   the same pixels), so the cross-merge is a deterministic read-add-write, no atomics.
+3. ``_fwd_out_kernel``: each segment again from ``hstart`` -> y. By default every route
+   writes its own output slot and the wrapper sums the slots in a fixed order; optionally
+   (``PHASES = 2``) the two routes of one orientation run in one program one after the other
+   (forward, then reversed, which covers the same pixels) with a read-add-write. Either way
+   the cross-merge is deterministic, no atomics.
 
 Every sweep keeps the state in registers and walks its segment sequentially. A program owns
 ``LANES = SG * CG * NS`` lanes (threads): ``SG`` segments x ``CG`` channel groups x ``NS``
