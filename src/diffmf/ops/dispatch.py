@@ -38,6 +38,24 @@ class BackendSetting:
             raise ValueError(f"{self.env_var}={name!r} is not one of {self.names}")
         return name
 
+    def resolve(self, device: torch.device, requested: Optional[str] = None) -> str:
+        """Concrete backend for tensors on ``device``: ``auto`` is ``triton`` for CUDA tensors
+        when Triton can run, else ``torch``; an explicit ``triton`` that cannot run raises."""
+        name = requested or self.get()
+        if name not in self.names:
+            raise ValueError(f"unknown {self.what} backend {name!r}; choose one of {self.names}")
+        if name == "auto":
+            return "triton" if device.type == "cuda" and triton_status(device) is None else "torch"
+        if name == "triton":
+            reason = triton_status(device)
+            if reason is not None:
+                raise RuntimeError(f"{self.what} backend 'triton' unavailable: {reason} (or set {self.env_var}=torch)")
+        return name
+
+    def available(self, device: torch.device) -> List[str]:
+        """The backends that can run on ``device`` (``auto`` aside), in ``names`` order."""
+        return [n for n in self.names if n != "auto" and (n != "triton" or triton_status(device) is None)]
+
 
 _SCAN = BackendSetting("scan", BACKENDS, ENV_VAR)
 
@@ -69,21 +87,9 @@ def triton_status(device: torch.device) -> Optional[str]:
 
 
 def resolve_backend(device: torch.device, requested: Optional[str] = None) -> str:
-    """Concrete backend (``torch``, ``ref`` or ``triton``) for tensors on ``device``."""
-    name = requested or get_backend()
-    if name not in BACKENDS:
-        raise ValueError(f"unknown scan backend {name!r}; choose one of {BACKENDS}")
-    if name == "auto":
-        return "triton" if device.type == "cuda" and triton_status(device) is None else "torch"
-    if name == "triton":
-        reason = triton_status(device)
-        if reason is not None:
-            raise RuntimeError(f"scan backend 'triton' unavailable: {reason}")
-    return name
+    """Concrete scan backend (``torch``, ``ref`` or ``triton``) for tensors on ``device``."""
+    return _SCAN.resolve(device, requested)
 
 
 def available_backends(device: torch.device) -> List[str]:
-    names = ["torch", "ref"]
-    if triton_status(device) is None:
-        names.append("triton")
-    return names
+    return _SCAN.available(device)

@@ -28,7 +28,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from diffmf.ops.dispatch import BackendSetting, triton_status
+from diffmf.ops.dispatch import BackendSetting
 
 logger = logging.getLogger(__name__)
 
@@ -53,20 +53,11 @@ def get_norm_backend() -> str:
 
 def resolve_norm_backend(device: torch.device, requested: Optional[str] = None) -> str:
     """Concrete backend (``torch`` or ``triton``) for tensors on ``device``."""
-    name = requested or get_norm_backend()
-    if name not in NORM_BACKENDS:
-        raise ValueError(f"unknown norm backend {name!r}; choose one of {NORM_BACKENDS}")
-    if name == "auto":
-        return "triton" if device.type == "cuda" and triton_status(device) is None else "torch"
-    if name == "triton":
-        reason = triton_status(device)
-        if reason is not None:
-            raise RuntimeError(f"norm backend 'triton' unavailable: {reason} (or set {ENV_VAR}=torch)")
-    return name
+    return _NORM.resolve(device, requested)
 
 
 def available_norm_backends(device: torch.device) -> List[str]:
-    return ["torch"] + (["triton"] if triton_status(device) is None else [])
+    return _NORM.available(device)
 
 
 def _triton_unsupported(x: Tensor, normalized_shape: tuple) -> Optional[str]:
