@@ -508,17 +508,10 @@ class _Scan2D(torch.autograd.Function):
         hstart = dsum = y
         if L > 0 and batch > 0:
             frames = _frames_2d(p, u, delta, A, B, C, D, delta_bias)
-            f32 = dict(device=u.device, dtype=torch.float32)
-            slots = [_out_slots(p, f.o) for f in frames]
-            frames[0].y = torch.empty(slots[0], batch, d, w, h, **f32)  # rows, transposed
-            frames[0].sy_out = (d * L, batch * d * L if slots[0] > 1 else 0)
-            if len(frames) > 1:
-                frames[1].y = torch.empty(slots[1], batch, d, h, w, **f32) if slots[1] > 1 else y.unsqueeze(0)
-                frames[1].sy_out = (d * L, batch * d * L if slots[1] > 1 else 0)
+            for f, (buf, strides) in zip(frames, _slot_buffers(p, frames, y)):
+                f.y, f.sy_out = buf, strides
             hstart, dsum = scan_forward(p, frames)
-            if len(frames) > 1 and slots[1] > 1:
-                torch.add(frames[1].y[0], frames[1].y[1], out=y)
-            transpose_planes(sum_slots(frames[0].y), y, accumulate=len(frames) > 1)
+            _merge_slots([f.y for f in frames], y)
         ctx.problem = p
         ctx.save_for_backward(u, delta, A, B, C, D, delta_bias, hstart, dsum)
         return y
@@ -536,9 +529,6 @@ class _Scan2D(torch.autograd.Function):
         kr = len(rows.o.routes)
         f32 = dict(device=u.device, dtype=torch.float32)
         rows.dy = transpose_planes(dy)
-        slots = [_out_slots(p, f.o) for f in frames]
-        rows.du = torch.empty(slots[0], batch, d, w, h, **f32)
-        rows.sdu = (d * h * w, batch * d * h * w if slots[0] > 1 else 0)
         rows.ddt = torch.empty(batch, kr, d, w * h, device=u.device, dtype=delta.dtype)
         rows.sdd = (rows.ddt.stride(0), rows.ddt.stride(1))
         du = torch.empty(batch, d, h, w, **f32)
@@ -546,13 +536,11 @@ class _Scan2D(torch.autograd.Function):
         if len(frames) > 1:
             cols = frames[1]
             cols.dy, cols.ddt = dy, ddt
-            cols.du = torch.empty(slots[1], batch, d, h, w, **f32) if slots[1] > 1 else du.unsqueeze(0)
-            cols.sdu = (d * h * w, batch * d * h * w if slots[1] > 1 else 0)
             cols.sdd = (ddt.stride(0), ddt.stride(1))
+        for f, (buf, strides) in zip(frames, _slot_buffers(p, frames, du)):
+            f.du, f.sdu = buf, strides
         g = scan_backward(p, frames, hstart, dsum)
-        if len(frames) > 1 and slots[1] > 1:
-            torch.add(frames[1].du[0], frames[1].du[1], out=du)
-        transpose_planes(sum_slots(rows.du), du, accumulate=len(frames) > 1)
+        _merge_slots([f.du for f in frames], du)
         dB = torch.empty(B.shape, device=u.device, dtype=B.dtype)
         dC = torch.empty(C.shape, device=u.device, dtype=C.dtype)
         n = B.shape[2]
@@ -581,6 +569,30 @@ class _Scan2D(torch.autograd.Function):
 def _out_slots(p: Problem, o: Orientation) -> int:
     """Output slots of a frame of the 2-D op: one per route unless its routes run as phases."""
     return 1 if _phases(p, o) > 1 else len(o.routes)
+
+
+def _slot_buffers(p: Problem, frames: List[_Frame], out: Tensor) -> List[Tuple[Tensor, Tuple[int, int]]]:
+    """Float32 output buffers ``(slots, B, D, *plane)`` of the 2-D op's frames (y or du) with
+    their (batch, slot) strides: the rows frame's planes are transposed (W x H); the columns
+    frame writes straight into ``out`` (B, D, H, W) when it has a single slot."""
+    batch, d, h, w = out.shape
+    bufs = []
+    for i, f in enumerate(frames):
+        slots = _out_slots(p, f.o)
+        if i == 1 and slots == 1:
+            buf = out.unsqueeze(0)
+        else:
+            buf = torch.empty(slots, batch, d, *((w, h) if i == 0 else (h, w)), device=out.device, dtype=torch.float32)
+        bufs.append((buf, (d * h * w, batch * d * h * w if slots > 1 else 0)))
+    return bufs
+
+
+def _merge_slots(bufs: List[Tensor], out: Tensor) -> None:
+    """out = the columns frame's slots summed + the rows frame's slots summed and transposed
+    back, in this fixed order (deterministic); ``bufs`` from :func:`_slot_buffers`."""
+    if len(bufs) > 1 and bufs[1].shape[0] > 1:
+        torch.add(bufs[1][0], bufs[1][1], out=out)
+    transpose_planes(sum_slots(bufs[0]), out, accumulate=len(bufs) > 1)
 
 
 def _problem_2d(batch: int, k: int, d: int, n: int, h: int, w: int, softplus: bool, device: torch.device) -> Problem:
