@@ -25,10 +25,22 @@ def _table(prof, top: int) -> str:
     return prof.key_averages().table(sort_by="cuda_time_total", row_limit=top, max_name_column_width=70)
 
 
+def _profiled(fn, warmup: int = 3):
+    """torch.profiler (CPU + CUDA) over one call of ``fn`` after ``warmup`` calls."""
+    from torch.profiler import ProfilerActivity, profile
+
+    for _ in range(warmup):
+        fn()
+    torch.cuda.synchronize()
+    with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
+        fn()
+        torch.cuda.synchronize()
+    return prof
+
+
 def profile_model(args) -> str:
     import diffmf
     from diffmf.losses import FusionLoss
-    from torch.profiler import ProfilerActivity, profile
 
     dev = torch.device("cuda")
     model = diffmf.build_model(args.preset).to(dev).eval()
@@ -39,13 +51,7 @@ def profile_model(args) -> str:
         with torch.inference_mode(), torch.autocast("cuda", dtype=torch.bfloat16):
             model(ir, vi)
 
-    for _ in range(3):
-        fuse()
-    torch.cuda.synchronize()
-    with profile(activities=[ProfilerActivity.CUDA, ProfilerActivity.CPU]) as prof:
-        fuse()
-        torch.cuda.synchronize()
-    out = [f"# fuse {w}x{h}, batch 1, bf16, inference\n", _table(prof, args.top)]
+    out = [f"# fuse {w}x{h}, batch 1, bf16, inference\n", _table(_profiled(fuse), args.top)]
 
     loss_fn = FusionLoss()
     opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
@@ -61,13 +67,7 @@ def profile_model(args) -> str:
         loss.backward()
         opt.step()
 
-    for _ in range(3):
-        step()
-    torch.cuda.synchronize()
-    with profile(activities=[ProfilerActivity.CUDA, ProfilerActivity.CPU]) as prof:
-        step()
-        torch.cuda.synchronize()
-    out += ["\n# training step, batch 16, 128x128, bf16\n", _table(prof, args.top)]
+    out += ["\n# training step, batch 16, 128x128, bf16\n", _table(_profiled(step), args.top)]
     return "".join(out)
 
 
