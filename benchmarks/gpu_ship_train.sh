@@ -13,9 +13,11 @@ export PYTHONPATH=src PYTHONUNBUFFERED=1
 mkdir -p "$RUN/checkpoints" "$OUT"
 python3 -c "import torch, triton; print('torch', torch.__version__, 'triton', triton.__version__, torch.cuda.get_device_name())"
 [ -f "$RUN/checkpoints/latest.pt" ] || python3 -m diffmf doctor 2>&1 | tail -8  # first call only
-timeout -s TERM -k 60 "$SECONDS_BUDGET" python3 -m diffmf train diffmf_paper_roadscene --set \
+# The trainer stops itself after SECONDS (train.time_limit: checkpoint, exit 0); the outer
+# timeout is only a safety net (a TERM from it was lost once on the device: no checkpoint).
+timeout -s TERM -k 30 "$((SECONDS_BUDGET + 45))" python3 -m diffmf train diffmf_paper_roadscene --set \
   "data.roots=[.data/train/RoadScene171,.data/train/MSRS8]" "val.roots=[.data/test/TNO25]" \
-  "out_dir=$RUN" "train.resume=auto" 2>&1 | tee "$OUT/train_console.log" | grep -v "it/s]" | tail -40
+  "out_dir=$RUN" "train.resume=auto" "train.time_limit=$SECONDS_BUDGET" 2>&1 | tee "$OUT/train_console.log" | grep -v "it/s]" | tail -40
 echo "train exit: ${PIPESTATUS[0]}"
 cp "$RUN/weights.safetensors" "$OUT/" 2>/dev/null
 cp "$RUN/checkpoints/latest.pt" "$OUT/" 2>/dev/null

@@ -118,6 +118,15 @@ def test_interrupted_and_resumed_run_is_bit_identical(tmp_path, pairs_root):
     assert params_digest(full.model) == params_digest(second.model)
 
 
+def test_time_limit_stops_like_an_interrupt(tmp_path, pairs_root):
+    out = tmp_path / "run"
+    summary = Trainer(tiny(out, pairs_root, "train.steps=50", "train.time_limit=1e-6")).fit()
+    assert summary["stopped"] and summary["step"] == 1  # the limit is checked after every step
+    assert load_checkpoint(out / "checkpoints" / "latest.pt")["step"] == 1
+    resumed = Trainer(tiny(out, pairs_root, "train.steps=3"))
+    assert resumed.step == 1 and resumed.fit()["step"] == 3
+
+
 def test_weights_round_trip_and_strict_loading(tmp_path):
     from diffmf.model import build_model
 

@@ -3,7 +3,7 @@
 CONFIG is a YAML file or the name of a shipped config (`diffmf_paper`, `diffmf_tiny`).
 The same command runs on the CPU, one GPU, or K GPUs with
 `torchrun --nproc_per_node=K -m diffmf train CONFIG`. Exit codes: 0 finished,
-130 interrupted (a checkpoint was written; run the same command again to resume), 2 bad config.
+130 interrupted or train.time_limit reached (a checkpoint was written; run the same command again to resume), 2 bad config.
 """
 from __future__ import annotations
 

@@ -81,6 +81,7 @@ class LoopConfig:
     find_unused_parameters: bool = False  # DDP; needed by some ablation variants
     deterministic: bool = False  # torch.use_deterministic_algorithms (slower on GPU)
     compile: bool = False  # torch.compile the network
+    time_limit: float = 0.0  # seconds of training after which the run stops like an interrupt (checkpoint, exit); 0 = none
 
 
 @dataclass

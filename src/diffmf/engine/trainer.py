@@ -6,7 +6,8 @@ Rank 0 logs, validates and writes checkpoints; every rank stops at the same step
 
 Checkpoints (``<out>/checkpoints/step_XXXXXXXX.pt`` and ``latest.pt``) are written atomically
 every ``train.checkpoint_every`` steps, at the end, and when the run is interrupted (SIGINT /
-SIGTERM: the current step finishes, a checkpoint is written, the run exits). Resuming restores
+SIGTERM, or ``train.time_limit`` seconds elapsed: the current step finishes, a checkpoint is
+written, the run exits). Resuming restores
 model, optimiser, scheduler, grad scaler, EMA, the RNG states of every rank and the position in
 the data order, so an interrupted and resumed run ends bit-identical to an uninterrupted one
 (on the same hardware and software). Each checkpoint also exports the EMA weights (or the raw
@@ -339,6 +340,7 @@ class Trainer:
         last_saved = self.step
         t0, pairs_seen = time.perf_counter(), 0
         check_every = 1 if not self.info.enabled else 10
+        deadline = time.monotonic() + cfg.train.time_limit if cfg.train.time_limit > 0 else None
         stopped = False
         try:
             while self.step < total:
@@ -379,6 +381,10 @@ class Trainer:
                     self.save()
                     last_saved = self.step
                 if self.step % check_every == 0 or self.step == total:
+                    if deadline is not None and not self._stop and time.monotonic() > deadline:
+                        logger.info("time limit of %g s reached: stopping at step %d and writing a checkpoint",
+                                    cfg.train.time_limit, self.step)
+                        self._stop = True
                     if D.any_true(self._stop, self.device):
                         stopped = True
                         break
