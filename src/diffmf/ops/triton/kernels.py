@@ -156,7 +156,10 @@ def _geometry(
     d = db * D_BLK + cg * DPT + i
     dc = tl.minimum(d, D - 1)
     n = ns * NPT + j
-    nc = tl.minimum(n, N - 1)
+    if NPT * NS > N:  # padding states: clamped to a valid state (loads need no mask)
+        nc = tl.minimum(n, N - 1)
+    else:  # unclamped: the compiler sees NPT contiguous states (vector loads of B and C)
+        nc = n
     s = sb * SG + sg
     s_ok = s < NSEG
     o = s % OUTER
@@ -241,7 +244,6 @@ def _fwd_local_kernel(
     n_ok = n < N
     kd = k * D + dc
     co = dc * PLANE  # channel plane offset (all per-channel tensors are packed planes)
-    no = nc * PLANE  # state plane offset
     A2 = tl.load(A2_ptr + kd * N + nc)
     bias = 0.0
     if HAS_BIAS:
@@ -254,19 +256,19 @@ def _fwd_local_kernel(
     pos_n, ok_n = _step(0, p, o, rev, S, INNER, so, si, s_ok)
     xr_n = tl.load(dt_b + (co + pos_n))
     uu_n = tl.load(u_b + (co + pos_n))
-    bb_n = tl.load(B_b + (no + pos_n))
+    bb_n = tl.load(B_b + (pos_n * N + nc))
     for t in range(0, S):
         if PREFETCH:
             ok, xr, uu, bb = ok_n, xr_n, uu_n, bb_n
             pos_n, ok_n = _step(t + 1, p, o, rev, S, INNER, so, si, s_ok)
             xr_n = tl.load(dt_b + (co + pos_n))
             uu_n = tl.load(u_b + (co + pos_n))
-            bb_n = tl.load(B_b + (no + pos_n))
+            bb_n = tl.load(B_b + (pos_n * N + nc))
         else:
             pos, ok = _step(t, p, o, rev, S, INNER, so, si, s_ok)
             xr = tl.load(dt_b + (co + pos))
             uu = tl.load(u_b + (co + pos))
-            bb = tl.load(B_b + (no + pos))
+            bb = tl.load(B_b + (pos * N + nc))
         _, dl = _delta(xr, d_ok & ok, bias, HAS_BIAS, SOFTPLUS)
         h = tl.exp2(dl * A2) * h + (dl * uu.to(tl.float32)) * _states_only(bb, n_ok, N, NPT * NS)
         dsum += dl
@@ -342,7 +344,6 @@ def _fwd_out_kernel(
         n_ok = n < N
         kd = k * D + dc
         co = dc * PLANE  # channel plane offset (all per-channel tensors are packed planes)
-        no = nc * PLANE  # state plane offset
         A2 = tl.load(A2_ptr + kd * N + nc)
         bias = 0.0
         if HAS_BIAS:
@@ -361,8 +362,8 @@ def _fwd_out_kernel(
         pos_n, ok_n = _step(0, p, o, rev, S, INNER, so, si, s_ok)
         xr_n = tl.load(dt_b + (co + pos_n))
         uu_n = tl.load(u_b + (co + pos_n))
-        bb_n = tl.load(B_b + (no + pos_n))
-        cc_n = tl.load(C_b + (no + pos_n))
+        bb_n = tl.load(B_b + (pos_n * N + nc))
+        cc_n = tl.load(C_b + (pos_n * N + nc))
         yo_n = tl.where(d_ok, 0.0, 0.0)  # y written before (by phase 0), added in later phases
         if ACCUM or ph > 0:
             yo_n = tl.load(y_b + (co + pos_n), mask=w_ok & ok_n, other=0.0)
@@ -372,16 +373,16 @@ def _fwd_out_kernel(
                 pos_n, ok_n = _step(t + 1, p, o, rev, S, INNER, so, si, s_ok)
                 xr_n = tl.load(dt_b + (co + pos_n))
                 uu_n = tl.load(u_b + (co + pos_n))
-                bb_n = tl.load(B_b + (no + pos_n))
-                cc_n = tl.load(C_b + (no + pos_n))
+                bb_n = tl.load(B_b + (pos_n * N + nc))
+                cc_n = tl.load(C_b + (pos_n * N + nc))
                 if ACCUM or ph > 0:
                     yo_n = tl.load(y_b + (co + pos_n), mask=w_ok & ok_n, other=0.0)
             else:
                 pos, ok = _step(t, p, o, rev, S, INNER, so, si, s_ok)
                 xr = tl.load(dt_b + (co + pos))
                 uu = tl.load(u_b + (co + pos))
-                bb = tl.load(B_b + (no + pos))
-                cc = tl.load(C_b + (no + pos))
+                bb = tl.load(B_b + (pos * N + nc))
+                cc = tl.load(C_b + (pos * N + nc))
                 yo = yo_n
                 if ACCUM or ph > 0:
                     yo = tl.load(y_b + (co + pos), mask=w_ok & ok, other=0.0)
@@ -420,7 +421,6 @@ def _bwd_local_kernel(
     n_ok = n < N
     kd = k * D + dc
     co = dc * PLANE  # channel plane offset (all per-channel tensors are packed planes)
-    no = nc * PLANE  # state plane offset
     A2 = tl.load(A2_ptr + kd * N + nc)
     bias = 0.0
     if HAS_BIAS:
@@ -432,19 +432,19 @@ def _bwd_local_kernel(
     pos_n, ok_n = _step(0, p, o, rev, S, INNER, so, si, s_ok)
     xr_n = tl.load(dt_b + (co + pos_n))
     dy_n = tl.load(dy_b + (co + pos_n))
-    cc_n = tl.load(C_b + (no + pos_n))
+    cc_n = tl.load(C_b + (pos_n * N + nc))
     for t in range(0, S):
         if PREFETCH:
             ok, xr, dy, cc = ok_n, xr_n, dy_n, cc_n
             pos_n, ok_n = _step(t + 1, p, o, rev, S, INNER, so, si, s_ok)
             xr_n = tl.load(dt_b + (co + pos_n))
             dy_n = tl.load(dy_b + (co + pos_n))
-            cc_n = tl.load(C_b + (no + pos_n))
+            cc_n = tl.load(C_b + (pos_n * N + nc))
         else:
             pos, ok = _step(t, p, o, rev, S, INNER, so, si, s_ok)
             xr = tl.load(dt_b + (co + pos))
             dy = tl.load(dy_b + (co + pos))
-            cc = tl.load(C_b + (no + pos))
+            cc = tl.load(C_b + (pos * N + nc))
         m = d_ok & ok
         _, dl = _delta(xr, m, bias, HAS_BIAS, SOFTPLUS)
         dyf = tl.where(m, dy.to(tl.float32), 0.0)
@@ -477,7 +477,6 @@ def _bwd_fwd_kernel(
     n_ok = n < N
     kd = k * D + dc
     co = dc * PLANE  # channel plane offset (all per-channel tensors are packed planes)
-    no = nc * PLANE  # state plane offset
     A2 = tl.load(A2_ptr + kd * N + nc)
     bias = 0.0
     if HAS_BIAS:
@@ -501,8 +500,8 @@ def _bwd_fwd_kernel(
     xr_n = tl.load(dt_b + (co + pos_n))
     uu_n = tl.load(u_b + (co + pos_n))
     dy_n = tl.load(dy_b + (co + pos_n))
-    bb_n = tl.load(B_b + (no + pos_n))
-    cc_n = tl.load(C_b + (no + pos_n))
+    bb_n = tl.load(B_b + (pos_n * N + nc))
+    cc_n = tl.load(C_b + (pos_n * N + nc))
     for t in range(0, S):
         if PREFETCH:
             pos, ok, xr, uu, dy, bb, cc = pos_n, ok_n, xr_n, uu_n, dy_n, bb_n, cc_n
@@ -510,15 +509,15 @@ def _bwd_fwd_kernel(
             xr_n = tl.load(dt_b + (co + pos_n))
             uu_n = tl.load(u_b + (co + pos_n))
             dy_n = tl.load(dy_b + (co + pos_n))
-            bb_n = tl.load(B_b + (no + pos_n))
-            cc_n = tl.load(C_b + (no + pos_n))
+            bb_n = tl.load(B_b + (pos_n * N + nc))
+            cc_n = tl.load(C_b + (pos_n * N + nc))
         else:
             pos, ok = _step(t, p, o, rev, S, INNER, so, si, s_ok)
             xr = tl.load(dt_b + (co + pos))
             uu = tl.load(u_b + (co + pos))
             dy = tl.load(dy_b + (co + pos))
-            bb = tl.load(B_b + (no + pos))
-            cc = tl.load(C_b + (no + pos))
+            bb = tl.load(B_b + (pos * N + nc))
+            cc = tl.load(C_b + (pos * N + nc))
         m = d_ok & ok
         _, dl = _delta(xr, m, bias, HAS_BIAS, SOFTPLUS)
         uf = uu.to(tl.float32)
@@ -531,7 +530,7 @@ def _bwd_fwd_kernel(
         dAf += zh * dpre
         h = ah + (dl * uf) * _states_only(bb, n_ok, N, NPT * NS)
         dc_v = _sum_channels(h * dyf, SEG_FAST) + (n * 0).to(tl.float32)
-        tl.store(dC_b + (no + pos), dc_v, mask=c_ok & ok)
+        tl.store(dC_b + (pos * N + n), dc_v, mask=c_ok & ok)
         dDacc += dyf * uf
     gi = tl.load(gin_ptr + (seg_row * NSEG_STRIDE + s) * N + n, mask=d_ok & n_ok, other=0.0)
     xe = gi * h
@@ -569,7 +568,6 @@ def _bwd_rev_kernel(
         n_ok = n < N
         kd = k * D + dc
         co = dc * PLANE  # channel plane offset (all per-channel tensors are packed planes)
-        no = nc * PLANE  # state plane offset
         A2 = tl.load(A2_ptr + kd * N + nc)
         bias = 0.0
         if HAS_BIAS:
@@ -600,8 +598,8 @@ def _bwd_rev_kernel(
         xr_n = tl.load(dt_b + (co + pos_n))
         uu_n = tl.load(u_b + (co + pos_n))
         dy_n = tl.load(dy_b + (co + pos_n))
-        bb_n = tl.load(B_b + (no + pos_n))
-        cc_n = tl.load(C_b + (no + pos_n))
+        bb_n = tl.load(B_b + (pos_n * N + nc))
+        cc_n = tl.load(C_b + (pos_n * N + nc))
         zp_n = tl.load(z_b + (co + pos_n), mask=w_ok & ok_n, other=0.0)
         do_n = tl.where(d_ok, 0.0, 0.0)  # du written before (by phase 0), added in later phases
         if ACCUM or ph > 0:
@@ -613,8 +611,8 @@ def _bwd_rev_kernel(
                 xr_n = tl.load(dt_b + (co + pos_n))
                 uu_n = tl.load(u_b + (co + pos_n))
                 dy_n = tl.load(dy_b + (co + pos_n))
-                bb_n = tl.load(B_b + (no + pos_n))
-                cc_n = tl.load(C_b + (no + pos_n))
+                bb_n = tl.load(B_b + (pos_n * N + nc))
+                cc_n = tl.load(C_b + (pos_n * N + nc))
                 zp_n = tl.load(z_b + (co + pos_n), mask=w_ok & ok_n, other=0.0)
                 if ACCUM or ph > 0:
                     do_n = tl.load(du_b + (co + pos_n), mask=w_ok & ok_n, other=0.0)
@@ -623,8 +621,8 @@ def _bwd_rev_kernel(
                 xr = tl.load(dt_b + (co + pos))
                 uu = tl.load(u_b + (co + pos))
                 dy = tl.load(dy_b + (co + pos))
-                bb = tl.load(B_b + (no + pos))
-                cc = tl.load(C_b + (no + pos))
+                bb = tl.load(B_b + (pos * N + nc))
+                cc = tl.load(C_b + (pos * N + nc))
                 zp = tl.load(z_b + (co + pos), mask=w_ok & ok, other=0.0)
                 do = do_n
                 if ACCUM or ph > 0:
@@ -655,7 +653,7 @@ def _bwd_rev_kernel(
             tl.store(ddt_b + (co + pos), ddl.to(ddt_ptr.dtype.element_ty), mask=mw)
             dbacc += ddl
             db_v = _sum_channels(g * dlu, SEG_FAST) + (n * 0).to(tl.float32)
-            tl.store(dB_b + (no + pos), db_v, mask=c_ok & ok)
+            tl.store(dB_b + (pos * N + n), db_v, mask=c_ok & ok)
             gh = tl.exp2(dl * A2) * g
         dA_p = dA_ptr + (seg_row * NSEG_STRIDE + s) * N + n
         tl.store(dA_p, tl.load(dA_p, mask=d_ok & n_ok, other=0.0) - dAr, mask=d_ok & n_ok)
@@ -692,3 +690,39 @@ def _transpose_kernel(
     if ACCUM:
         xt = xt.to(tl.float32) + tl.load(y_p, mask=mt, other=0.0)
     tl.store(y_p, xt.to(y_ptr.dtype.element_ty), mask=mt)
+
+
+# The relayout's strides and sizes stay specialised: "== 1" tells the compiler which dimension
+# is contiguous on either side and "divisible by 16" (of H and W too: the tile masks) lets it
+# use vector loads and stores; only the counts are not.
+@triton.jit(do_not_specialize=["NBLK", "P2"])
+def _relayout_kernel(
+    x_ptr, y_ptr,
+    sx_blk, sx1, sx2, sxn, sxh, sxw, sy1, sy2, syn, syh, syw,
+    NBLK, P2, H, W,
+    N: tl.constexpr, NP: tl.constexpr, BH: tl.constexpr, BW: tl.constexpr,
+):
+    """y[p1, p2, n, h, w] = sum_{blk < NBLK} x[blk, p1, p2, n, h, w] (float32, blocks in
+    order), cast to y's dtype; any strides on both sides (in elements).
+
+    One pass for the B/C relayouts of the scan: planar (N, H, W) planes <-> state-contiguous
+    pixels (H, W, N) or transposed (W, H, N), and the sum of the backward's channel-block
+    partials of dB/dC on the way back. A program moves an (NP, BH, BW) tile: read with the
+    lanes along x's contiguous dimension, written along y's (Triton exchanges the tile
+    through shared memory between the two)."""
+    pid_p = tl.program_id(2)
+    p1 = (pid_p // P2).to(tl.int64)
+    p2 = (pid_p % P2).to(tl.int64)
+    n = tl.arange(0, NP)[:, None, None]
+    h = tl.program_id(0) * BH + tl.arange(0, BH)[None, :, None]
+    w = tl.program_id(1) * BW + tl.arange(0, BW)[None, None, :]
+    m = (h < H) & (w < W)
+    if NP > N:
+        m = m & (n < N)
+    x_p = x_ptr + (p1 * sx1 + p2 * sx2) + (n * sxn + h * sxh + w * sxw)
+    acc = tl.load(x_p, mask=m, other=0.0).to(tl.float32)
+    for _ in range(1, NBLK):
+        x_p += sx_blk  # pointer (64-bit) steps: no int32 product over all the blocks
+        acc += tl.load(x_p, mask=m, other=0.0).to(tl.float32)
+    yo = p1 * sy1 + p2 * sy2 + (n * syn + h * syh + w * syw)
+    tl.store(y_ptr + yo, acc.to(y_ptr.dtype.element_ty), mask=m)

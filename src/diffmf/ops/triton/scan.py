@@ -171,8 +171,10 @@ def _finish(p: Problem, device: torch.device) -> Problem:
 # ----------------------------------------------------------------------------------------
 @dataclass
 class _Tensors:
-    """Scan operands of one frame. Every per-channel (or per-state) plane is packed, planes
-    ``length`` elements apart; strides are (batch, route) in elements, the route index into
+    """Scan operands of one frame. u, dt (and y, dy, du, ddt) are planar: every per-channel
+    plane is packed, planes ``length`` elements apart. B and C are state-contiguous: the N
+    states of the pixel at plane position ``pos`` are at ``pos * N + n`` (as the kernels
+    write dB and dC). Strides are (batch, route) in elements, the route index into
     route-specific tensors (dt, B, C and their gradients) being ``k // kdiv``."""
 
     u: Tensor
@@ -283,6 +285,75 @@ def transpose_planes(x: Tensor, out: Optional[Tensor] = None, accumulate: bool =
     return out
 
 
+def _is_state_major(x: Tensor, transpose: bool) -> bool:
+    """Whether ``x`` (P1, P2, N, H, W) already holds every pixel's N states adjacent, pixels
+    row-major over (H, W), or over (W, H) with ``transpose`` (size-1 dims ignored)."""
+    n, h, w = x.shape[2:]
+    expect = {2: 1, 3: n, 4: n * h} if transpose else {2: 1, 4: n, 3: n * w}
+    return all(x.size(dim) <= 1 or x.stride(dim) == st for dim, st in expect.items())
+
+
+def _fast_spatial(x: Tensor) -> str:
+    """The spatial dim ("h" or "w") of a (..., N, H, W) view that is closer to contiguous."""
+    h, w = x.dim() - 2, x.dim() - 1
+    if x.size(w) <= 1:
+        return "h"
+    if x.size(h) <= 1:
+        return "w"
+    return "h" if abs(x.stride(h)) < abs(x.stride(w)) else "w"
+
+
+def relayout(x: Tensor, out: Tensor) -> Tensor:
+    """``out[p1, p2, n, h, w] = x[p1, p2, n, h, w]`` in one tiled pass, both (P1, P2, N, H, W)
+    views with any strides (e.g. planar <-> state-contiguous, optionally with H and W swapped
+    in memory), cast to out's dtype. A 6-D ``x`` (blocks, P1, P2, N, H, W) is summed over its
+    blocks in float32, in block order (deterministic)."""
+    x6 = x if x.dim() == 6 else x.unsqueeze(0)
+    blocks = x6.shape[0]
+    P1, P2, N, H, W = out.shape
+    assert tuple(x6.shape[1:]) == tuple(out.shape), (tuple(x.shape), tuple(out.shape))
+    if out.numel() == 0:
+        return out
+    if triton_interpreting():
+        bh, bw = 4, 8  # small tiles: the tests cover the tile edges
+    elif _fast_spatial(x6) == _fast_spatial(out):
+        bh, bw = (2, 128) if _fast_spatial(out) == "w" else (128, 2)
+    else:  # H and W swap in memory: square-ish tiles, coalesced reads and writes
+        bh, bw = 16, 32
+    bh, bw = min(bh, _pow2(H)), min(bw, _pow2(W))
+    _k._relayout_kernel[(-(-H // bh), -(-W // bw), P1 * P2)](
+        x6, out, x6.stride(0) if blocks > 1 else 0, *x6.stride()[1:], *out.stride(),
+        blocks, P2, H, W, N=N, NP=_pow2(N), BH=bh, BW=bw, num_warps=4,
+    )
+    return out
+
+
+def state_major(x: Tensor, transpose: bool) -> Tensor:
+    """B or C (P1, P2, N, H, W) as the kernels read it: a view of the same shape whose memory
+    holds each pixel's N states adjacent, pixels over (H, W) -- or (W, H) with ``transpose``
+    (the rows frame of the 2-D op). ``x`` itself where it is laid out so already (no copy),
+    else a copy made by :func:`relayout`."""
+    if _is_state_major(x, transpose):
+        return x
+    P1, P2, N, H, W = x.shape
+    if transpose:
+        buf = torch.empty(P1, P2, W, H, N, device=x.device, dtype=x.dtype).permute(0, 1, 4, 3, 2)
+    else:
+        buf = torch.empty(P1, P2, H, W, N, device=x.device, dtype=x.dtype).permute(0, 1, 4, 2, 3)
+    return relayout(x, buf)
+
+
+def grad_planes(buf: Tensor, h: int, w: int, transpose: bool) -> Tensor:
+    """A (..., length, N) state-contiguous gradient buffer of the kernels (plane (W, H) with
+    ``transpose``) as a (..., N, H, W) view, for :func:`relayout`."""
+    lead = buf.shape[:-2]
+    n = buf.shape[-1]
+    r = len(lead)
+    if transpose:
+        return buf.view(*lead, w, h, n).permute(*range(r), r + 2, r + 1, r)
+    return buf.view(*lead, h, w, n).permute(*range(r), r + 2, r, r + 1)
+
+
 def scan_forward(p: Problem, frames: List[_Frame]) -> Tuple[Tensor, Tensor]:
     """Passes 1-3 for every frame (writes each frame's y, float32); returns (hstart, dsum)."""
     interpret = triton_interpreting()
@@ -321,7 +392,9 @@ def scan_backward(p: Problem, frames: List[_Frame], hstart: Tensor, dsum: Tensor
     """Backward passes 1-3 for every frame, from each frame's dy (float32, laid out like y).
 
     Fills each frame's du (float32) and ddt; returns dA (K*D, N), dD, dbias (K*D,) and, per
-    frame, dB/dC (float32, (B, routes-in-frame-tensor, N, length)) as ``dB{i}``/``dC{i}``."""
+    frame, dB and dC as ``dBC{i}``: float32 (2, channel blocks, B, routes-in-frame-tensor,
+    length, N), state-contiguous as the frame's B and C, one partial sum per channel block
+    (:func:`relayout` sums them into the public layout)."""
     interpret = triton_interpreting()
     A2 = frames[0].T.A2
     dev = A2.device
@@ -352,7 +425,7 @@ def scan_backward(p: Problem, frames: List[_Frame], hstart: Tensor, dsum: Tensor
         lay = _layout(p.D, p.N, True, o.seg_fast, interpret)
         n_dblk = -(-p.D // lay.d_blk)
         k_tensor = T.B.shape[1]  # routes held by this frame's B/C tensors
-        dBC = (torch.zeros if n_dblk > 1 else torch.empty)(2, n_dblk, p.batch, k_tensor, p.N, p.length, **f32)
+        dBC = (torch.zeros if n_dblk > 1 else torch.empty)(2, n_dblk, p.batch, k_tensor, p.length, p.N, **f32)
         dB_buf, dC_buf = dBC[0], dBC[1]
         sdc = (dB_buf.stride(0), dB_buf.stride(1), dB_buf.stride(2))
         k0, kstep, nk = _route_args(o, 1)
@@ -373,8 +446,7 @@ def scan_backward(p: Problem, frames: List[_Frame], hstart: Tensor, dsum: Tensor
             *_geom_args(p, o), k0, kstep, p.rev_from, T.kdiv, *_slot_args(p, o),
             **lay.meta(), **flags, HAS_D=T.D is not None, PHASES=phases, ACCUM=False,
         )
-        grads[f"dB{i}"] = dB_buf.sum(0) if n_dblk > 1 else dB_buf[0]
-        grads[f"dC{i}"] = dC_buf.sum(0) if n_dblk > 1 else dC_buf[0]
+        grads[f"dBC{i}"] = dBC
     grads["dA"] = dA_part.sum(dim=(0, 3)).reshape(p.K * p.D, p.N)
     grads["dD"] = dD_part.sum(dim=(0, 3)).reshape(-1)
     grads["dbias"] = dbias_part.sum(dim=(0, 3)).reshape(-1)
@@ -412,13 +484,16 @@ def _check_float(*ts: Tensor) -> None:
 
 
 def _operands_1d(u, delta, A, B, C, D, bias, groups: int) -> _Tensors:
+    """B and C (batch, G, N, L) are read state-contiguous: (batch, G, L, N) in memory, copied
+    so unless they already are."""
     batch, gd, length = u.shape
     d = gd // groups
     A2, D32, b32 = _params(A, D, bias)
+    B_s, C_s = state_major(B.unsqueeze(3), False), state_major(C.unsqueeze(3), False)
     return _Tensors(
-        u, delta, A2, B, C, D32, b32,
+        u, delta, A2, B_s, C_s, D32, b32,
         su=(u.stride(0), d * length), sd=(delta.stride(0), d * length),
-        sB=(B.stride(0), B.stride(1)), sC=(C.stride(0), C.stride(1)),
+        sB=(B_s.stride(0), B_s.stride(1)), sC=(C_s.stride(0), C_s.stride(1)),
         sy=(gd * length, d * length),
     )
 
@@ -437,6 +512,13 @@ def _param_grads(ctx, g: Dict[str, Tensor], A: Tensor, D: Optional[Tensor], bias
     )
 
 
+def _grad_1d(parts: Tensor, like: Tensor) -> Tensor:
+    """dB or dC (batch, G, N, L) like ``like`` from the kernels' partials (blocks, batch, G, N, 1, L)."""
+    out = torch.empty_like(like)
+    relayout(parts, out.unsqueeze(3))
+    return out
+
+
 class _Scan1D(torch.autograd.Function):
     """Autograd for :func:`selective_scan_triton` (1-D contract): one frame, row-major."""
 
@@ -446,7 +528,6 @@ class _Scan1D(torch.autograd.Function):
         batch, gd, length = u.shape
         groups, n = B.shape[1], A.shape[1]
         u, delta = _planes(u, 1, length), _planes(delta, 1, length)
-        B, C = _planes(B, 1, length), _planes(C, 1, length)
         p = Problem(
             batch=batch, K=groups, D=gd // groups, N=n, length=length,
             orients=(Orientation(tuple(range(groups)), outer=1, inner=length, so=0, si=1, seg_fast=False),),
@@ -474,13 +555,19 @@ class _Scan1D(torch.autograd.Function):
         f = _Frame(p.orients[0], T, dy=dy.float().contiguous(), du=du, ddt=ddt, sdd=T.sy)
         g = scan_backward(p, [f], hstart, dsum)
         need = ctx.needs_input_grad
+        dB = dC = None
+        dBC = grad_planes(g["dBC0"], 1, p.length, False)  # (2, blocks, batch, G, N, 1, L)
+        if need[3]:
+            dB = _grad_1d(dBC[0], B)
+        if need[4]:
+            dC = _grad_1d(dBC[1], C)
         dA, dD, dbias = _param_grads(ctx, g, A, D, bias)
         return (
             du.to(u.dtype) if need[0] else None,
             ddt if need[1] else None,
             dA,
-            g["dB0"].to(B.dtype) if need[3] else None,
-            g["dC0"].to(C.dtype) if need[4] else None,
+            dB,
+            dC,
             dD,
             dbias,
             None,
@@ -502,7 +589,7 @@ class _Scan2D(torch.autograd.Function):
         if k not in (1, 2, 4):
             raise ValueError(f"the fused 2-D scan takes 1, 2 or 4 routes, got {k}")
         L = h * w
-        u, delta, B, C = _planes(u, 2, L), _planes(delta, 2, L), _planes(B, 2, L), _planes(C, 2, L)
+        u, delta = _planes(u, 2, L), _planes(delta, 2, L)  # B, C: any strides (see _frames_2d)
         p = _problem_2d(batch, k, d, n, h, w, bool(delta_softplus), u.device)
         y = torch.empty(batch, d, h, w, device=u.device, dtype=torch.float32)
         hstart = dsum = y
@@ -535,23 +622,21 @@ class _Scan2D(torch.autograd.Function):
         ddt = torch.empty(delta.shape, device=u.device, dtype=delta.dtype)
         if len(frames) > 1:
             cols = frames[1]
-            cols.dy, cols.ddt = dy, ddt
-            cols.sdd = (ddt.stride(0), ddt.stride(1))
+            cols.dy, cols.ddt = dy, ddt[:, 1::2]  # routes 1/3 -> index k // 2 = 0/1
+            cols.sdd = (cols.ddt.stride(0), cols.ddt.stride(1))
         for f, (buf, strides) in zip(frames, _slot_buffers(p, frames, du)):
             f.du, f.sdu = buf, strides
         g = scan_backward(p, frames, hstart, dsum)
         _merge_slots([f.du for f in frames], du)
-        dB = torch.empty(B.shape, device=u.device, dtype=B.dtype)
-        dC = torch.empty(C.shape, device=u.device, dtype=C.dtype)
-        n = B.shape[2]
         for j, kk in enumerate(rows.o.routes):  # back from the transposed frame
             transpose_planes(rows.ddt[:, j].view(batch, d, w, h), ddt[:, kk])
-            transpose_planes(g["dB0"][:, j].view(batch, n, w, h), dB[:, kk])
-            transpose_planes(g["dC0"][:, j].view(batch, n, w, h), dC[:, kk])
-        if len(frames) > 1:
-            for kk in frames[1].o.routes:
-                dB[:, kk] = g["dB1"][:, kk].view(batch, -1, h, w)
-                dC[:, kk] = g["dC1"][:, kk].view(batch, -1, h, w)
+        # dB, dC: each frame's state-contiguous partials summed into its routes (0/2, 1/3) of
+        # the public (B, K, N, H, W) layout, the rows frame's also transposed back, one pass each
+        dB, dC = torch.empty_like(B), torch.empty_like(C)
+        for i, f in enumerate(frames):
+            dBC = grad_planes(g[f"dBC{i}"], h, w, transpose=i == 0)
+            relayout(dBC[0], dB[:, i::2])
+            relayout(dBC[1], dC[:, i::2])
         need = ctx.needs_input_grad
         dA, dD, dbias = _param_grads(ctx, g, A, D, bias)
         return (
@@ -607,7 +692,11 @@ def _problem_2d(batch: int, k: int, d: int, n: int, h: int, w: int, softplus: bo
 
 
 def _frames_2d(p: Problem, u, delta, A, B, C, D, bias) -> List[_Frame]:
-    """Operands of the two frames; the rows frame gets transposed copies (routes 0/2 only)."""
+    """Operands of the two frames. Both index their route-specific tensors with k // 2 (routes
+    0/2 and 1/3 -> 0/1): the rows frame gets transposed copies of u and delta (routes 0/2),
+    the columns frame reads delta[:, 1::2] in place. B and C are read state-contiguous:
+    routes 0/2 as (W, H, N) pixels, routes 1/3 as (H, W, N), each a single-pass copy
+    (:func:`state_major`) unless B / C already have that layout."""
     batch, d, h, w = u.shape
     L = h * w
     A2, D32, b32 = _params(A, D, bias)
@@ -615,26 +704,24 @@ def _frames_2d(p: Problem, u, delta, A, B, C, D, bias) -> List[_Frame]:
     kr = len(rows_o.routes)
     u_t = transpose_planes(u)  # (B, D, W, H)
     dt_t = torch.empty(batch, kr, d, w, h, device=u.device, dtype=delta.dtype)
-    B_t = torch.empty(batch, kr, B.shape[2], w, h, device=u.device, dtype=B.dtype)
-    C_t = torch.empty(batch, kr, C.shape[2], w, h, device=u.device, dtype=C.dtype)
     for j, kk in enumerate(rows_o.routes):
         transpose_planes(delta[:, kk], dt_t[:, j])
-        transpose_planes(B[:, kk], B_t[:, j])
-        transpose_planes(C[:, kk], C_t[:, j])
-    kdiv = 2  # routes 0/2 -> index 0/1 of the transposed tensors
+    B_r, C_r = state_major(B[:, 0::2], True), state_major(C[:, 0::2], True)
     rows = _Frame(rows_o, _Tensors(
-        u_t, dt_t, A2, B_t, C_t, D32, b32,
+        u_t, dt_t, A2, B_r, C_r, D32, b32,
         su=(d * L, 0), sd=(dt_t.stride(0), dt_t.stride(1)),
-        sB=(B_t.stride(0), B_t.stride(1)), sC=(C_t.stride(0), C_t.stride(1)),
-        sy=(d * L, 0), kdiv=kdiv,
+        sB=(B_r.stride(0), B_r.stride(1)), sC=(C_r.stride(0), C_r.stride(1)),
+        sy=(d * L, 0), kdiv=2,
     ))
     frames = [rows]
     if p.K >= 2:
+        dt_c = delta[:, 1::2]
+        B_c, C_c = state_major(B[:, 1::2], False), state_major(C[:, 1::2], False)
         frames.append(_Frame(p.orients[1], _Tensors(
-            u, delta, A2, B, C, D32, b32,
-            su=(u.stride(0), 0), sd=(delta.stride(0), delta.stride(1)),
-            sB=(B.stride(0), B.stride(1)), sC=(C.stride(0), C.stride(1)),
-            sy=(d * L, 0), kdiv=1,
+            u, dt_c, A2, B_c, C_c, D32, b32,
+            su=(u.stride(0), 0), sd=(dt_c.stride(0), dt_c.stride(1)),
+            sB=(B_c.stride(0), B_c.stride(1)), sC=(C_c.stride(0), C_c.stride(1)),
+            sy=(d * L, 0), kdiv=2,
         )))
     return frames
 
