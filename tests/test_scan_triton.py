@@ -232,6 +232,84 @@ def test_gpu_segment_lengths_are_multiples_of_16(inner):
     assert -(-inner // S) * S >= inner
 
 
+# ------------------------------------------------------------------------------------------
+# B / C relayout (planar <-> state-contiguous) and state-contiguous inputs
+# ------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+@pytest.mark.parametrize("n,h,w", [(5, 7, 9), (16, 3, 17), (3, 1, 13), (4, 11, 1)])
+def test_relayout_planar_to_state_major(dtype, n, h, w):
+    """Odd sizes over several (4 x 8 interpreter) tiles, from a strided input (every other
+    route of a (2, 4, n, h, w) tensor): pixels (H, W, N), or (W, H, N) with transpose."""
+    x = torch.randn(2, 4, n, h, w).to(dtype)[:, 1::2]
+    for transpose in (False, True):
+        got = triton_scan.state_major(x, transpose)
+        assert got.shape == x.shape and got.dtype == dtype and torch.equal(got, x)
+        mem = got.permute(0, 1, 4, 3, 2) if transpose else got.permute(0, 1, 3, 4, 2)
+        assert mem.is_contiguous()  # states innermost, then H (transpose) or W
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+@pytest.mark.parametrize("transpose", [False, True])
+def test_relayout_sums_state_major_blocks_back_to_planar(dtype, transpose):
+    """The backward's way back: float32 channel-block partials, state-contiguous (plane
+    (W, H) with transpose), summed in block order into the planar output's dtype."""
+    blocks, b, k, n, h, w = 3, 2, 2, 5, 6, 9
+    parts = torch.randn(blocks, b, k, h * w, n)
+    view = triton_scan.grad_planes(parts, h, w, transpose)  # (blocks, b, k, n, h, w)
+    out = torch.empty(b, 4, n, h, w, dtype=dtype)[:, 0::2]  # every other route, as the frames
+    triton_scan.relayout(view, out)
+    ref = view[0] + view[1] + view[2]  # same order, float32
+    one = triton_scan.relayout(view[1], torch.empty(b, k, n, h, w, dtype=dtype))
+    if dtype == torch.float32:
+        assert torch.equal(out, ref) and torch.equal(one, view[1])
+    else:  # the interpreter casts float32 -> bf16 by truncation (the GPU rounds to nearest)
+        torch.testing.assert_close(out.float(), ref, rtol=2**-7, atol=0)
+        torch.testing.assert_close(one.float(), view[1], rtol=2**-7, atol=0)
+
+
+def test_state_major_input_is_used_without_a_copy(monkeypatch):
+    """B / C already state-contiguous (as a model could produce them) go to the kernels as
+    they are: no relayout for that frame, identical results and gradients (dB / dC come
+    back in the input's layout)."""
+    copies = []
+    relayout = triton_scan.relayout
+    monkeypatch.setattr(triton_scan, "relayout", lambda x, out: copies.append(tuple(out.shape)) or relayout(x, out))
+    x = torch.randn(1, 2, 3, 4, 5)
+    sc = x.permute(0, 1, 3, 4, 2).contiguous().permute(0, 1, 4, 2, 3)  # (B, K, N, H, W) view of (B, K, H, W, N)
+    assert triton_scan.state_major(sc, False) is sc and not copies
+    sct = x.permute(0, 1, 4, 3, 2).contiguous().permute(0, 1, 4, 3, 2)  # memory (B, K, W, H, N)
+    assert triton_scan.state_major(sct, True) is sct and not copies
+    assert triton_scan.state_major(sc, True) is not sc and len(copies) == 1
+
+    # 2-D op, K = 2: route 1 (columns frame) reads B / C in place, route 0 gets a copy
+    ins = inputs_2d(1, 2, 3, 4, 4, 5)
+    dy = torch.randn(1, 3, 4, 5)
+    ref = grads(selective_scan_2d_triton, ins, dy, True)
+    sc_ins = list(ins)
+    for i in (3, 4):
+        sc_ins[i] = ins[i].permute(0, 1, 3, 4, 2).contiguous().permute(0, 1, 4, 2, 3)
+    copies.clear()
+    got = grads(selective_scan_2d_triton, sc_ins, dy, True)
+    # forward: B, C of route 0 (rows frame); backward: the same again, and dB, dC of each frame
+    assert copies == [(1, 1, 4, 4, 5)] * 8
+    for a, b in zip(got, ref):
+        assert (a is None and b is None) or torch.equal(a, b)
+    assert got[4].stride() == sc_ins[3].stride()  # dB in B's layout
+
+    # 1-D op: (batch, G, L, N) memory read in place
+    ins = inputs_1d(2, 2, 3, 4, 11)
+    dy = torch.randn(2, 6, 11)
+    ref = grads(selective_scan_triton, ins, dy, True)
+    sc_ins = list(ins)
+    for i in (3, 4):
+        sc_ins[i] = ins[i].transpose(2, 3).contiguous().transpose(2, 3)
+    copies.clear()
+    got = grads(selective_scan_triton, sc_ins, dy, True)
+    assert len(copies) == 2  # only dB, dC back (into the input's layout)
+    for a, b in zip(got, ref):
+        assert (a is None and b is None) or torch.equal(a, b)
+
+
 def test_2d_bf16_inputs_and_channel_blocks():
     """bf16 inputs; D = 10 > the 8 channels of one interpreter program (partial dB/dC sums)."""
     ins = inputs_2d(1, 4, 10, 4, 4, 5, dtype=torch.bfloat16)
