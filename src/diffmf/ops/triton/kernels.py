@@ -10,9 +10,13 @@ Work decomposition
 A route visits an ``OUTER x INNER`` grid line by line (rows of the image for the row-major
 routes, columns for the column-major ones; ``OUTER = 1`` for the 1-D op). Each line is cut
 into ``P`` pieces of ``S`` steps: a *segment* ``s = p * OUTER + o``. The memory position of
-step ``i`` of line ``o`` is ``o * so + i * si``, so every route reads u, delta, B, C straight
-from the 2-D map in its own order (no cross-scanned copies); reversed routes walk the same
-segments backwards. The scan runs in three launches:
+step ``i`` of line ``o`` is ``pos = o * so + i * si``, so every route reads its operands
+straight from the 2-D map in its own order (no cross-scanned copies); reversed routes walk
+the same segments backwards. Per-channel tensors (u, delta, y, du, ddelta) are *planar*:
+channel ``d`` at ``d * PLANE + pos``. B and C (and dB, dC) are *state-contiguous*: state
+``n`` of the pixel at ``pos`` is at ``pos * N + n``, so a lane reads its NPT adjacent states
+with 128-bit vector loads (8 bf16 or 4 fp32 states each; the wrappers make these copies in
+one pass, ``_relayout_kernel``). The scan runs in three launches:
 
 1. ``_fwd_local_kernel``: each segment from a zero state -> its end state ``hloc`` and its
    summed step ``dsum`` (so the segment's decay is ``exp(A * dsum)``).
@@ -29,7 +33,10 @@ Every sweep keeps the state in registers and walks its segment sequentially. A p
 state groups; each lane holds ``DPT`` channels x ``NPT`` states. Tensors are 5-D
 ``(DPT, NPT, X, Y, Z)`` where ``(X, Y, Z)`` are the lane axes: ``(SG, CG, NS)`` for the
 row-major routes (channel groups adjacent: B and C loads are broadcasts) or ``(CG, NS, SG)``
-for the column-major ones (adjacent columns adjacent: coalesced loads).
+for the column-major ones (adjacent columns adjacent: coalesced loads). With padding states
+(``NPT * NS > N``) the state index is clamped for the loads (correct, but no longer
+contiguous: scalar loads); otherwise it is left unclamped so that the compiler sees the
+contiguity.
 
 Backward (recompute from the saved segment start states, no per-step states stored):
 with ``c_t = C_t dy_t``, the adjoint ``g_t = c_t + a_{t+1} g_{t+1}`` and ``gh_t = a_t g_t``,

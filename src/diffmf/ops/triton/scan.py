@@ -11,7 +11,10 @@ Both describe the work as *routes* over an ``OUTER x INNER`` grid (see :mod:`.ke
 run the same kernels: the 1-D op is one row-major route per group over a ``1 x L`` grid; the
 2-D op reads the ``H x W`` maps directly, route 0/2 row-major (forward/reversed) and 1/3
 column-major. Nothing is copied into route order, and the route outputs are summed in place
-in a fixed order, so results (forward and gradients) are deterministic.
+in a fixed order, so results (forward and gradients) are deterministic. The kernels read B
+and C state-contiguous (each pixel's N states adjacent, see :mod:`.kernels`):
+:func:`state_major` makes that copy in one pass unless B / C already have that layout, and
+:func:`relayout` brings dB / dC back to the public layout.
 """
 from __future__ import annotations
 
@@ -579,7 +582,8 @@ class _Scan2D(torch.autograd.Function):
 
     Every route runs with its lanes over adjacent image columns (coalesced loads): routes 1/3
     (column-major) on the maps as they are, routes 0/2 (row-major) on transposed copies of
-    u, delta, B, C made by a tiled transpose; their outputs are transposed back and added."""
+    u and delta made by a tiled transpose; their outputs are transposed back and added. B and
+    C are read state-contiguous by both: (H, W, N) pixels for routes 1/3, (W, H, N) for 0/2."""
 
     @staticmethod
     def forward(ctx, u, delta, A, B, C, D, delta_bias, delta_softplus):  # type: ignore[override]
