@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import time
 from pathlib import Path
 from typing import List, Tuple
 
@@ -90,6 +91,7 @@ def run(args: argparse.Namespace) -> int:
         for _, reason in missing:
             logger.error("  %s", reason)
         return 1 if missing else 2
+    t_load = time.perf_counter()
     try:
         fuser = Fuser.from_weights(args.weights, args.device, tile=args.tile, tile_overlap=args.tile_overlap, amp=args.amp)
     except (WeightsNotFoundError, WeightsMismatchError, RuntimeError) as exc:
@@ -97,10 +99,13 @@ def run(args: argparse.Namespace) -> int:
         return 2
     for name, reason in missing:
         logger.error("%s", reason)
+    t_fuse = time.perf_counter()
     report = fuse_pairs(fuser, jobs, gray=args.gray, stretch16=args.stretch16, progress=False if args.quiet else None,
                         workers=getattr(args, "io_threads", 2))
+    t_end = time.perf_counter()
     failures: List[Tuple[str, str]] = missing + report.failed
-    logger.info("fused %d of %d pair(s) into %s", len(report.written), len(jobs) + len(missing), args.out)
+    logger.info("fused %d of %d pair(s) into %s in %.2f s (model load %.2f s on %s)", len(report.written),
+                len(jobs) + len(missing), args.out, t_end - t_fuse, t_fuse - t_load, fuser.device)
     if failures:
         logger.error("%d failure(s):", len(failures))
         for name, reason in failures:
