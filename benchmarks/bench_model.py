@@ -1,7 +1,8 @@
 """Whole-network benchmark of DIFF-MF (``diffmf.build_model(preset)``) on a CUDA GPU.
 
-* Latency of fusing one pair (batch 1, bf16 autocast, inference mode) at 640x480 and
-  1024x768: median over repeats after warm-up (CUDA events), with peak GPU memory.
+* Latency of fusing one pair (batch 1, bf16 autocast, no grad) at 640x480 and 1024x768:
+  median over repeats after warm-up (CUDA events), with peak GPU memory; eager and replayed
+  from a CUDA graph (bitwise-compared with eager).
 * Scaling from 256x256 to 2048x2048: time and peak memory, and their ratios to the 256x256
   run next to the pixel-count ratio (linear scaling means the ratios match).
 * Training throughput: pairs/s of full steps (forward, the paper's loss, backward, AdamW
@@ -26,6 +27,7 @@ from typing import Dict, List
 import torch
 
 import diffmf
+from diffmf.engine.graphs import GraphedCall
 from diffmf.ops.dispatch import get_backend, resolve_backend
 
 
@@ -44,19 +46,37 @@ def time_ms(fn, reps: int, warmup: int) -> List[float]:
     return out
 
 
-def fuse_latency(model, h: int, w: int, dev, reps: int, warmup: int) -> Dict:
+def fuse_latency(model, h: int, w: int, dev, reps: int, warmup: int, graphs: bool = False) -> Dict:
+    """Median latency of one batch-1 fusion; with ``graphs`` also replayed from a CUDA graph
+    (:class:`diffmf.engine.graphs.GraphedCall`, what ``diffmf fuse`` does for repeated sizes),
+    checked bitwise against the eager output."""
     ir = torch.rand(1, 1, h, w, device=dev)
     vi = torch.rand(1, 1, h, w, device=dev)
 
-    def run():
-        with torch.inference_mode(), torch.autocast("cuda", dtype=torch.bfloat16):
-            model(ir, vi)
+    def forward(a, b):
+        with torch.autocast("cuda", dtype=torch.bfloat16):
+            return model(a, b)
 
-    run()  # compile / allocate
+    def run():
+        with torch.no_grad():
+            return forward(ir, vi)
+
+    ref = run()  # compile / allocate
     torch.cuda.synchronize()
     torch.cuda.reset_peak_memory_stats()
     t = time_ms(run, reps, warmup)
-    return dict(h=h, w=w, ms=statistics.median(t), ms_min=min(t), peak_mem_MiB=torch.cuda.max_memory_allocated() / 2**20)
+    res = dict(h=h, w=w, ms=statistics.median(t), ms_min=min(t), peak_mem_MiB=torch.cuda.max_memory_allocated() / 2**20)
+    if graphs:
+        g = GraphedCall(forward)
+
+        def replay():
+            with torch.no_grad():
+                return g(ir, vi)
+
+        replay(), replay()  # eager run, capture (+ first replay)
+        tg = time_ms(replay, reps, warmup)
+        res.update(graph_ms=statistics.median(tg), graph_equal=bool(torch.equal(replay(), ref)), graph_replays=g.replays)
+    return res
 
 
 def train_throughput(model, dev, batch: int, crop: int, steps: int, warmup: int) -> Dict:
@@ -95,6 +115,7 @@ def main(argv=None) -> int:
     ap.add_argument("--train-crop", type=int, default=128)
     ap.add_argument("--train-steps", type=int, default=20)
     ap.add_argument("--skip-train", action="store_true")
+    ap.add_argument("--no-graphs", action="store_true", help="no CUDA-graph replay timings in the scaling table")
     ap.add_argument("--out", default=None)
     args = ap.parse_args(argv)
     import triton
@@ -111,18 +132,18 @@ def main(argv=None) -> int:
     )
     print(info, flush=True)
     out: Dict = dict(info=info, latency=[], scaling=[], train=None)
-    print(f"{'fuse (bf16, batch 1)':>22s} {'ms':>9s} {'peak MiB':>9s}")
+    print(f"{'fuse (bf16, batch 1)':>22s} {'ms':>9s} {'peak MiB':>9s} {'graph ms':>9s} {'== eager':>8s}")
     for shape in args.latency.split(","):
         h, w = (int(v) for v in shape.split("x"))
-        r = fuse_latency(model, h, w, dev, args.reps, args.warmup)
+        r = fuse_latency(model, h, w, dev, args.reps, args.warmup, graphs=True)
         out["latency"].append(r)
-        print(f"{f'{w}x{h}':>22s} {r['ms']:9.2f} {r['peak_mem_MiB']:9.0f}", flush=True)
-    print(f"{'scaling':>22s} {'ms':>9s} {'peak MiB':>9s} {'px ratio':>9s} {'t ratio':>8s} {'mem ratio':>9s}")
+        print(f"{f'{w}x{h}':>22s} {r['ms']:9.2f} {r['peak_mem_MiB']:9.0f} {r['graph_ms']:9.2f} {str(r['graph_equal']):>8s}", flush=True)
+    print(f"{'scaling':>22s} {'ms':>9s} {'peak MiB':>9s} {'px ratio':>9s} {'t ratio':>8s} {'mem ratio':>9s} {'graph ms':>9s}")
     base = None
     for shape in args.scaling.split(","):
         h, w = (int(v) for v in shape.split("x"))
         try:
-            r = fuse_latency(model, h, w, dev, max(3, args.reps // 2), 1)
+            r = fuse_latency(model, h, w, dev, max(3, args.reps // 2), 1, graphs=not args.no_graphs)
         except torch.cuda.OutOfMemoryError as exc:
             out["scaling"].append(dict(h=h, w=w, error="out of memory"))
             print(f"{f'{w}x{h}':>22s} out of memory: {str(exc)[:80]}")
@@ -132,7 +153,8 @@ def main(argv=None) -> int:
         px = (h * w) / (base["h"] * base["w"])
         r.update(px_ratio=px, t_ratio=r["ms"] / base["ms"], mem_ratio=r["peak_mem_MiB"] / base["peak_mem_MiB"])
         out["scaling"].append(r)
-        print(f"{f'{w}x{h}':>22s} {r['ms']:9.2f} {r['peak_mem_MiB']:9.0f} {px:9.1f} {r['t_ratio']:8.1f} {r['mem_ratio']:9.1f}", flush=True)
+        print(f"{f'{w}x{h}':>22s} {r['ms']:9.2f} {r['peak_mem_MiB']:9.0f} {px:9.1f} {r['t_ratio']:8.1f} {r['mem_ratio']:9.1f} "
+              f"{r.get('graph_ms', float('nan')):9.2f}", flush=True)
         torch.cuda.empty_cache()
     if not args.skip_train:
         r = train_throughput(model, dev, args.train_batch, args.train_crop, args.train_steps, args.warmup)

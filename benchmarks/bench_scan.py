@@ -132,13 +132,13 @@ def torch_reference_ms(batch, k, d, n, h, w, dtype, dev) -> float:
 SWEEP = [
     {},
     {"DIFFMF_TRITON_SEGLEN": "96"},
-    {"DIFFMF_TRITON_SEGLEN": "256"},
-    {"DIFFMF_TRITON_LAYOUT_FWD": "2,2,4,1,16"},  # 8 states per lane (B/C: one 128-bit load each)
     {"DIFFMF_TRITON_LAYOUT_FWD": "4,1,4,1,16"},  # 4 channels per lane share the B/C loads
-    {"DIFFMF_TRITON_LAYOUT_FWD": "1,1,4,1,32"},  # 1 channel x 16 states per lane: fewer registers
-    {"DIFFMF_TRITON_LAYOUT_BWD": "2,1,4,1"},  # all 16 states per lane in the backward
-    {"DIFFMF_TRITON_LAYOUT_BWD": "1,2,4,1"},  # 8 states per thread: fewer registers
-    {"DIFFMF_TRITON_LAYOUT_BWD": "2,2,4,1,0,168"},  # register cap: 3 CTAs per SM
+    {"DIFFMF_TRITON_LAYOUT_FWD": "2,1,4,1,8"},  # 8 channel groups x 16 adjacent columns per program
+    {"DIFFMF_TRITON_LAYOUT_FWD": "2,1,4,1,16,168"},  # register cap: 3 CTAs per SM
+    {"DIFFMF_TRITON_LAYOUT_BWD": "2,2,4,1"},  # 8 states per lane (the default before B/C went state-contiguous)
+    {"DIFFMF_TRITON_LAYOUT_BWD": "1,1,4,1"},  # 1 channel x 16 states per lane
+    {"DIFFMF_TRITON_LAYOUT_BWD": "2,1,4,1,0,168"},  # register cap: 3 CTAs per SM
+    {"DIFFMF_TRITON_LAYOUT_BWD": "2,1,4,1,8"},  # 8 channel groups per program
 ]
 
 

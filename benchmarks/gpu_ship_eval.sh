@@ -8,10 +8,23 @@ W=${1:-runs/ship/weights.safetensors}
 export PYTHONPATH=src PYTHONUNBUFFERED=1
 mkdir -p "$OUT" fused
 python3 -c "import torch; torch.zeros(1).cuda()"  # driver warm-up, not counted
+stamp() { while IFS= read -r line; do echo "$(date +%s.%N) $line"; done; }
 start=$(date +%s.%N)
-python3 -m diffmf fuse --ir .data/test/TNO25/ir --vi .data/test/TNO25/vi -o fused/TNO25 --weights "$W" --device cuda
+python3 -m diffmf fuse --ir .data/test/TNO25/ir --vi .data/test/TNO25/vi -o fused/TNO25 --weights "$W" --device cuda 2>&1 | stamp | tee /tmp/fuse_stamped.txt
 end=$(date +%s.%N)
-echo "TNO25 fuse wall seconds (process start to exit, includes load): $(awk "BEGIN{print $end - $start}")" | tee "$OUT/timing.txt"
+{
+  echo "TNO25 fuse wall seconds (process start to exit, includes load): $(awk "BEGIN{print $end - $start}")"
+  echo "process start $start, exit $end; stamped CLI output (the 'fused' line is logged right after the last pair):"
+  cat /tmp/fuse_stamped.txt
+  # where the rest of the wall time goes (each a fresh process, warm caches)
+  for cmd in "pass" "import torch" "import torch; torch.zeros(1, device='cuda'); torch.cuda.synchronize()" \
+             "import diffmf.cli.fuse, diffmf.engine.fuse" "import triton"; do
+    s=$(date +%s.%N); python3 -c "$cmd"; e=$(date +%s.%N)
+    echo "python3 -c \"$cmd\": $(awk "BEGIN{print $e - $s}") s"
+  done
+} 2>&1 | tee "$OUT/timing.txt"
+python3 -X importtime -m diffmf fuse --ir .data/test/TNO25/ir --vi .data/test/TNO25/vi -o /tmp/fused_imp --weights "$W" --device cuda 2> /tmp/importtime.txt >/dev/null
+sort -t'|' -k2 -n /tmp/importtime.txt | tail -25 >> "$OUT/timing.txt"
 for s in RoadScene50 MSRS36; do
   python3 -m diffmf fuse --ir .data/test/$s/ir --vi .data/test/$s/vi -o fused/$s --weights "$W" --device cuda
 done

@@ -32,6 +32,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--tile-overlap", type=int, default=32, help="overlap of neighbouring tiles, blended (default 32)")
     p.add_argument("--gray", action="store_true", help="write the fused luminance only (no colour restoration)")
     p.add_argument("--amp", action="store_true", help="bf16/fp16 autocast on CUDA")
+    p.add_argument("--no-cuda-graphs", dest="cuda_graphs", action="store_false",
+                   help="on CUDA, do not replay the network from CUDA graphs for repeated image sizes")
     p.add_argument("--ext", default=None, help="output format by extension, e.g. png (default: the visible input's)")
     p.add_argument("--stretch16", action="store_true", help="stretch 16-bit inputs to their own min..max")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -93,7 +95,8 @@ def run(args: argparse.Namespace) -> int:
         return 1 if missing else 2
     t_load = time.perf_counter()
     try:
-        fuser = Fuser.from_weights(args.weights, args.device, tile=args.tile, tile_overlap=args.tile_overlap, amp=args.amp)
+        fuser = Fuser.from_weights(args.weights, args.device, tile=args.tile, tile_overlap=args.tile_overlap, amp=args.amp,
+                                   cuda_graphs=getattr(args, "cuda_graphs", True))
     except (WeightsNotFoundError, WeightsMismatchError, RuntimeError) as exc:
         logger.error("%s", exc)
         return 2

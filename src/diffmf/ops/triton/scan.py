@@ -120,10 +120,10 @@ def _parse_layout(text: str) -> Tuple[int, int, int, bool, int, int]:
 def _layout(D: int, N: int, backward: bool, seg_fast: bool, interpret: bool) -> Layout:
     """Lane layout of a sweep (see :mod:`.kernels`).
 
-    Defaults (chosen from the sm_90 register/instruction counts of the compiled loops, see
-    docs/benchmarks.md): forward-type sweeps 2 channels x all states per lane; the two
-    backward sweeps 2 channels x half the states (their D- and N-reductions and extra
-    accumulators need the registers). Override with ``DIFFMF_TRITON_LAYOUT_FWD`` /
+    Defaults (measured, H100, 640x480 bf16: the layout sweep of docs/benchmarks.md): every
+    sweep 2 channels x all states per lane. With B and C state-contiguous this made the
+    backward 10.0 -> 7.9 ms against 2 channels x half the states (the default before, chosen
+    when the B/C loads were scalar). Override with ``DIFFMF_TRITON_LAYOUT_FWD`` /
     ``DIFFMF_TRITON_LAYOUT_BWD`` = "dpt,state_groups,warps,prefetch[,max channel groups]"."""
     np_ = _pow2(N)
     if interpret:  # the interpreter runs programs one by one in numpy: few, wide programs
@@ -132,7 +132,7 @@ def _layout(D: int, N: int, backward: bool, seg_fast: bool, interpret: bool) -> 
         cg = min(_pow2(-(-D // dpt)), 4)  # D > 8 exercises the channel-block partial sums
         prefetch = (not backward) if INTERPRET_PREFETCH is None else INTERPRET_PREFETCH  # both paths tested
         return Layout(dpt=dpt, npt=np_ // ns, sg=16, cg=cg, ns=ns, num_warps=1, prefetch=prefetch)
-    dpt, ns, warps, prefetch, cg_max, maxnreg = (2, 2, 4, True, 0, 0) if backward else (2, 1, 4, True, 16, 0)
+    dpt, ns, warps, prefetch, cg_max, maxnreg = (2, 1, 4, True, 0, 0) if backward else (2, 1, 4, True, 16, 0)
     override = os.environ.get(LAYOUT_BWD_ENV if backward else LAYOUT_FWD_ENV)
     if override:
         dpt, ns, warps, prefetch, cg_max, maxnreg = _parse_layout(override)
