@@ -22,7 +22,7 @@ import platform
 import statistics
 import sys
 import time
-from typing import Dict, List
+from typing import Callable, Dict, List
 
 import torch
 
@@ -79,7 +79,9 @@ def fuse_latency(model, h: int, w: int, dev, reps: int, warmup: int, graphs: boo
     return res
 
 
-def train_throughput(model, dev, batch: int, crop: int, steps: int, warmup: int) -> Dict:
+def train_step_fn(model, dev, batch: int, crop: int) -> Callable[[], None]:
+    """One training step on random ``batch x 1 x crop x crop`` pairs (forward under bf16
+    autocast, the paper's loss, backward, AdamW); puts ``model`` in train mode."""
     from diffmf.losses import FusionLoss
 
     loss_fn = FusionLoss()
@@ -88,7 +90,7 @@ def train_throughput(model, dev, batch: int, crop: int, steps: int, warmup: int)
     ir = torch.rand(batch, 1, crop, crop, device=dev)
     vi = torch.rand(batch, 1, crop, crop, device=dev)
 
-    def step():
+    def step() -> None:
         with torch.autocast("cuda", dtype=torch.bfloat16):
             fused = model(ir, vi)
         loss, _ = loss_fn(fused, ir, vi)
@@ -96,6 +98,11 @@ def train_throughput(model, dev, batch: int, crop: int, steps: int, warmup: int)
         loss.backward()
         opt.step()
 
+    return step
+
+
+def train_throughput(model, dev, batch: int, crop: int, steps: int, warmup: int) -> Dict:
+    step = train_step_fn(model, dev, batch, crop)
     torch.cuda.reset_peak_memory_stats()
     t = time_ms(step, steps, warmup)
     ms = statistics.median(t)

@@ -40,7 +40,7 @@ def _profiled(fn, warmup: int = 3):
 
 def profile_model(args) -> str:
     import diffmf
-    from diffmf.losses import FusionLoss
+    from bench_model import train_step_fn  # this folder is on sys.path when run as a script
 
     dev = torch.device("cuda")
     model = diffmf.build_model(args.preset).to(dev).eval()
@@ -53,20 +53,7 @@ def profile_model(args) -> str:
 
     out = [f"# fuse {w}x{h}, batch 1, bf16, inference\n", _table(_profiled(fuse), args.top)]
 
-    loss_fn = FusionLoss()
-    opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
-    model.train()
-    bi = torch.rand(16, 1, 128, 128, device=dev)
-    bv = torch.rand(16, 1, 128, 128, device=dev)
-
-    def step():
-        with torch.autocast("cuda", dtype=torch.bfloat16):
-            fused = model(bi, bv)
-        loss, _ = loss_fn(fused, bi, bv)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-
+    step = train_step_fn(model, dev, batch=16, crop=128)
     out += ["\n# training step, batch 16, 128x128, bf16\n", _table(_profiled(step), args.top)]
     return "".join(out)
 

@@ -7,7 +7,6 @@ Gradients are compared with autograd through :func:`layer_norm_reference` in flo
 """
 from __future__ import annotations
 
-import importlib
 import importlib.util
 import os
 import sys
@@ -19,6 +18,7 @@ from torch import nn
 
 from diffmf.ops import layernorm as ln
 from diffmf.ops.layernorm import FastLayerNorm, layer_norm, layer_norm_reference
+from triton_interp import import_interpreted, interpreted
 
 HAVE_TRITON = importlib.util.find_spec("triton") is not None
 INTERPRETED = HAVE_TRITON and ("triton" not in sys.modules or os.environ.get("TRITON_INTERPRET") == "1")
@@ -27,32 +27,27 @@ needs_triton = pytest.mark.skipif(
     reason="needs Triton imported with TRITON_INTERPRET=1 (tests/conftest.py sets it; run: "
     "TRITON_INTERPRET=1 pytest tests/test_layernorm.py)",
 )
-_PREVIOUS_INTERPRET = os.environ.get("TRITON_INTERPRET")
-if INTERPRETED:
-    os.environ["TRITON_INTERPRET"] = "1"
-    try:
-        import triton  # noqa: F401
 
-        if "diffmf.ops.triton.layernorm" in sys.modules:  # imported earlier without the interpreter
-            importlib.reload(sys.modules["diffmf.ops.triton.layernorm"])
-        from diffmf.ops.triton import layernorm as tln
-    finally:
-        if _PREVIOUS_INTERPRET is None:
-            os.environ.pop("TRITON_INTERPRET", None)
-        else:
-            os.environ["TRITON_INTERPRET"] = _PREVIOUS_INTERPRET
+if INTERPRETED:
+    (tln,) = import_interpreted("diffmf.ops.triton.layernorm")
 
 
 @pytest.fixture
 def interpret():
     """TRITON_INTERPRET=1 while a Triton test runs (the kernels check it per launch)."""
-    old = os.environ.get("TRITON_INTERPRET")
-    os.environ["TRITON_INTERPRET"] = "1"
-    yield
-    if old is None:
-        os.environ.pop("TRITON_INTERPRET", None)
-    else:
-        os.environ["TRITON_INTERPRET"] = old
+    with interpreted():
+        yield
+
+
+def _fast_and_reference_ln(c: int):
+    """A FastLayerNorm(c) with random affine parameters and an nn.LayerNorm holding the same."""
+    m = FastLayerNorm(c)
+    with torch.no_grad():
+        m.weight.normal_()
+        m.bias.normal_()
+    ref = nn.LayerNorm(c)
+    ref.load_state_dict(m.state_dict())
+    return m, ref
 
 
 def rel(a: torch.Tensor, b: torch.Tensor) -> float:
@@ -252,12 +247,7 @@ def test_default_out_dtype_follows_autocast(interpret):
 @needs_triton
 def test_fast_layernorm_triton_backend(interpret):
     """The module on the Triton backend (what CUDA tensors get) = nn.LayerNorm in float32."""
-    m = FastLayerNorm(33)
-    with torch.no_grad():
-        m.weight.normal_()
-        m.bias.normal_()
-    ref = nn.LayerNorm(33)
-    ref.load_state_dict(m.state_dict())
+    m, ref = _fast_and_reference_ln(33)
     x = torch.randn(2, 33, 3, 4)
     ln.set_norm_backend("triton")
     try:
@@ -303,12 +293,7 @@ def test_triton_on_cpu_without_interpreter_is_an_actionable_error(monkeypatch):
 # CPU behaviour, dispatch, model state
 # ------------------------------------------------------------------------------------------
 def test_fast_layernorm_on_cpu_is_nn_layernorm_exactly():
-    m = FastLayerNorm(33)
-    with torch.no_grad():
-        m.weight.normal_()
-        m.bias.normal_()
-    ref = nn.LayerNorm(33)
-    ref.load_state_dict(m.state_dict())
+    m, ref = _fast_and_reference_ln(33)
     assert list(m.state_dict()) == ["weight", "bias"]
     xp = torch.randn(2, 33, 3, 4, requires_grad=True)
     y, y_ref = m(planar(xp)), ref(planar(xp))

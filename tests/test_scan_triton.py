@@ -7,7 +7,6 @@ shapes: ``benchmarks/gpu_scan_check.py``.
 """
 from __future__ import annotations
 
-import importlib
 import importlib.util
 import os
 import sys
@@ -27,22 +26,13 @@ if "triton" in sys.modules and os.environ.get("TRITON_INTERPRET") != "1":
 # The interpreter must be on when triton itself and the kernels are imported; it is switched
 # back right after, so other test modules see the caller's environment (the fixture below
 # turns it on again while these tests run).
-_PREVIOUS_INTERPRET = os.environ.get("TRITON_INTERPRET")
-os.environ["TRITON_INTERPRET"] = "1"
-try:
-    import triton  # noqa: F401
+from triton_interp import import_interpreted, interpreted  # noqa: E402
 
-    if "diffmf.ops.triton.kernels" in sys.modules:  # imported earlier without the interpreter
-        importlib.reload(sys.modules["diffmf.ops.triton.kernels"])
-    from diffmf.ops import selective_scan, selective_scan_2d
-    from diffmf.ops.scan_ref import selective_scan_ref
-    from diffmf.ops.triton import scan as triton_scan
-    from diffmf.ops.triton import selective_scan_2d_triton, selective_scan_triton
-finally:
-    if _PREVIOUS_INTERPRET is None:
-        os.environ.pop("TRITON_INTERPRET", None)
-    else:
-        os.environ["TRITON_INTERPRET"] = _PREVIOUS_INTERPRET
+import_interpreted("diffmf.ops.triton.kernels")
+from diffmf.ops import selective_scan, selective_scan_2d  # noqa: E402
+from diffmf.ops.scan_ref import selective_scan_ref  # noqa: E402
+from diffmf.ops.triton import scan as triton_scan  # noqa: E402
+from diffmf.ops.triton import selective_scan_2d_triton, selective_scan_triton  # noqa: E402
 
 NAMES = ("y", "du", "ddelta", "dA", "dB", "dC", "dD", "dbias")
 
@@ -50,12 +40,8 @@ NAMES = ("y", "du", "ddelta", "dA", "dB", "dC", "dD", "dbias")
 @pytest.fixture(autouse=True, scope="module")
 def _interpret():
     """Keep TRITON_INTERPRET=1 while this module runs, restore the caller's value after."""
-    os.environ["TRITON_INTERPRET"] = "1"
-    yield
-    if _PREVIOUS_INTERPRET is None:
-        os.environ.pop("TRITON_INTERPRET", None)
-    else:
-        os.environ["TRITON_INTERPRET"] = _PREVIOUS_INTERPRET
+    with interpreted():
+        yield
 
 
 def rel(a: torch.Tensor, b: torch.Tensor) -> float:
