@@ -33,7 +33,7 @@ from diffmf.data.color import merge_luma, split_luma, to_gray
 from diffmf.data.dataset import load_pair
 from diffmf.data.io import ImageReadError, read_image, write_image
 from diffmf.data.pairs import Pair, PairingError
-from diffmf.engine.graphs import GraphedCall, graphs_available
+from diffmf.engine.graphs import GraphedCall
 from diffmf.engine.tiling import tiled_apply
 
 logger = logging.getLogger(__name__)
@@ -78,7 +78,7 @@ class Fuser:
         self.model = model.to(self.device).eval()
         self.tile, self.tile_overlap = int(tile), int(tile_overlap)
         self.amp = bool(amp) and self.device.type == "cuda"
-        self._graphed = GraphedCall(self._forward) if cuda_graphs and graphs_available(self.device) else None
+        self._graphed = GraphedCall(self._forward) if cuda_graphs and self.device.type == "cuda" else None
         config = getattr(model, "config", None)
         self.multiple = int(getattr(config, "pad_multiple", 1) or 1)
         self.oom_tiles: Tuple[int, ...] = OOM_TILES  # tile sizes tried, in order, after an out-of-memory error

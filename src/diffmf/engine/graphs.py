@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import logging
 from collections import OrderedDict
-from typing import Callable, Dict, Hashable, Optional, Tuple
+from typing import Callable, Dict, Hashable, Tuple
 
 import torch
 from torch import Tensor
@@ -109,8 +109,3 @@ class GraphedCall:
         self._graphs.clear()
         self._seen.clear()
         self._pool = None
-
-
-def graphs_available(device: Optional[torch.device]) -> bool:
-    """CUDA graphs need a CUDA device."""
-    return device is not None and device.type == "cuda" and torch.cuda.is_available()
