@@ -29,6 +29,7 @@ import torch
 import diffmf
 from diffmf.engine.graphs import GraphedCall
 from diffmf.ops.dispatch import get_backend, resolve_backend
+from diffmf.ops.dwconv import get_conv_backend, set_conv_backend
 
 
 def time_ms(fn, reps: int, warmup: int) -> List[float]:
@@ -101,6 +102,23 @@ def train_step_fn(model, dev, batch: int, crop: int) -> Callable[[], None]:
     return step
 
 
+def conv_check(model, dev, h: int = 480, w: int = 640) -> Dict:
+    """The network's output with SS2D's depthwise conv + SiLU on the Triton kernel (what
+    ``auto`` runs at inference) against the PyTorch path, and the latency of each."""
+    ir, vi = torch.rand(1, 1, h, w, device=dev), torch.rand(1, 1, h, w, device=dev)
+    res = {}
+    for name in ("triton", "torch"):
+        set_conv_backend(name)
+        try:
+            with torch.no_grad(), torch.autocast("cuda", dtype=torch.bfloat16):
+                res[name] = model(ir, vi).float()
+                res[name + "_ms"] = statistics.median(time_ms(lambda: model(ir, vi), 5, 2))
+        finally:
+            set_conv_backend(None)
+    diff = (res["triton"] - res["torch"]).abs()
+    return dict(max_abs=float(diff.max()), mean_abs=float(diff.mean()), triton_ms=res["triton_ms"], torch_ms=res["torch_ms"])
+
+
 def train_throughput(model, dev, batch: int, crop: int, steps: int, warmup: int) -> Dict:
     step = train_step_fn(model, dev, batch, crop)
     torch.cuda.reset_peak_memory_stats()
@@ -135,6 +153,7 @@ def main(argv=None) -> int:
         python=platform.python_version(), date=time.strftime("%Y-%m-%d"), preset=args.preset,
         params=sum(p.numel() for p in model.parameters()),
         scan_backend=f"{get_backend()} -> {resolve_backend(dev)}",
+        conv_backend=get_conv_backend(),
         command="PYTHONPATH=src python3 benchmarks/bench_model.py " + " ".join(argv if argv is not None else sys.argv[1:]),
     )
     print(info, flush=True)
@@ -145,6 +164,8 @@ def main(argv=None) -> int:
         r = fuse_latency(model, h, w, dev, args.reps, args.warmup, graphs=True)
         out["latency"].append(r)
         print(f"{f'{w}x{h}':>22s} {r['ms']:9.2f} {r['peak_mem_MiB']:9.0f} {r['graph_ms']:9.2f} {str(r['graph_equal']):>8s}", flush=True)
+    out["conv_check"] = conv_check(model, dev)
+    print(f"depthwise conv + SiLU, Triton vs PyTorch path, whole network 640x480 bf16: {out['conv_check']}", flush=True)
     print(f"{'scaling':>22s} {'ms':>9s} {'peak MiB':>9s} {'px ratio':>9s} {'t ratio':>8s} {'mem ratio':>9s} {'graph ms':>9s}")
     base = None
     for shape in args.scaling.split(","):

@@ -131,14 +131,10 @@ def torch_reference_ms(batch, k, d, n, h, w, dtype, dev) -> float:
 
 SWEEP = [
     {},
+    {"DIFFMF_TRITON_PHASES": "2"},  # both routes of an axis in one program: half the output slots
     {"DIFFMF_TRITON_SEGLEN": "96"},
     {"DIFFMF_TRITON_LAYOUT_FWD": "4,1,4,1,16"},  # 4 channels per lane share the B/C loads
-    {"DIFFMF_TRITON_LAYOUT_FWD": "2,1,4,1,8"},  # 8 channel groups x 16 adjacent columns per program
-    {"DIFFMF_TRITON_LAYOUT_FWD": "2,1,4,1,16,168"},  # register cap: 3 CTAs per SM
-    {"DIFFMF_TRITON_LAYOUT_BWD": "2,2,4,1"},  # 8 states per lane (the default before B/C went state-contiguous)
-    {"DIFFMF_TRITON_LAYOUT_BWD": "1,1,4,1"},  # 1 channel x 16 states per lane
-    {"DIFFMF_TRITON_LAYOUT_BWD": "2,1,4,1,0,168"},  # register cap: 3 CTAs per SM
-    {"DIFFMF_TRITON_LAYOUT_BWD": "2,1,4,1,8"},  # 8 channel groups per program
+    {"DIFFMF_TRITON_LAYOUT_BWD": "2,2,4,1"},  # 8 states per lane
 ]
 
 

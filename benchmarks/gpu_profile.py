@@ -4,7 +4,7 @@
 inference mode) and one training step (batch 16, 128x128 crops, the paper's loss, AdamW);
 prints the kernels sorted by total GPU time (top ``--top``) and writes the tables to ``--out``.
 
-``scan``: one forward + backward of the fused 2-D scan at 640x480 (K=4, D=64, N=16, bf16)
+``scan``: one forward + backward (``--forward-only``: forward) of the fused 2-D scan at 640x480 (K=4, D=64, N=16, bf16)
 between ``cudaProfilerStart``/``Stop``, after warm-up, for Nsight Compute::
 
     ncu --profile-from-start off --clock-control none --section WarpStateStats ... \\
@@ -51,7 +51,14 @@ def profile_model(args) -> str:
         with torch.inference_mode(), torch.autocast("cuda", dtype=torch.bfloat16):
             model(ir, vi)
 
+    def fuse_fp32():  # what `diffmf fuse` runs by default (no autocast)
+        with torch.inference_mode():
+            model(ir, vi)
+
     out = [f"# fuse {w}x{h}, batch 1, bf16, inference\n", _table(_profiled(fuse), args.top)]
+    out += [f"\n# fuse {w}x{h}, batch 1, fp32 (diffmf fuse default), inference\n", _table(_profiled(fuse_fp32), args.top)]
+    if args.no_train:
+        return "".join(out)
 
     step = train_step_fn(model, dev, batch=16, crop=128)
     out += ["\n# training step, batch 16, 128x128, bf16\n", _table(_profiled(step), args.top)]
@@ -74,6 +81,10 @@ def profile_scan(args) -> None:
     gy = torch.randn(1, d, h, w, device=dev)
 
     def run():
+        if args.forward_only:
+            with torch.no_grad():
+                selective_scan_2d_triton(u, dt, A, B, C, D, bias, True)
+            return
         y = selective_scan_2d_triton(u, dt, A, B, C, D, bias, True)
         y.backward(gy)
 
@@ -93,6 +104,8 @@ def main(argv=None) -> int:
     ap.add_argument("--size", default="480x640", help="HxW")
     ap.add_argument("--top", type=int, default=45)
     ap.add_argument("--out", type=Path, default=None)
+    ap.add_argument("--forward-only", action="store_true", help="scan: the forward alone (no grad)")
+    ap.add_argument("--no-train", action="store_true", help="model: skip the training-step profile")
     args = ap.parse_args(argv)
     args.size = tuple(int(v) for v in args.size.lower().split("x"))
     if not torch.cuda.is_available():

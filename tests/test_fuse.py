@@ -67,6 +67,26 @@ def test_odd_sizes_and_rgb_colour_from_the_visible_image(tmp_path, weights):
     assert Image.open(tmp_path / "g.png").mode == "L"
 
 
+def test_process_entry_point_exit_codes_and_flushed_log(tmp_path, weights):
+    """`python -m diffmf fuse` in its own process: the entry point ends it with os._exit after
+    fuse (no interpreter teardown), so check what must survive that: the outputs on disk, the
+    final log line, and the exit code (0 all fused; 1 when a pair failed; 2 bad arguments)."""
+    src = tmp_path / "in"
+    write_pair(src, "a", 16, 20)
+    env = dict(os.environ, PYTHONPATH=str(REPO / "src"), TRITON_INTERPRET="0")
+    run = lambda *extra: subprocess.run(  # noqa: E731
+        [sys.executable, "-m", "diffmf", "fuse", "--ir", str(src / "ir"), "--vi", str(src / "vi"), "--weights", str(weights),
+         "--device", "cpu", "--quiet", *extra], capture_output=True, text=True, timeout=300, env=env)
+    proc = run("-o", str(tmp_path / "out"))
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "fused 1 of 1 pair(s)" in proc.stderr
+    assert Image.open(tmp_path / "out" / "a.png").size == (20, 16)
+    Image.fromarray(np.zeros((16, 20), np.uint8)).save(src / "ir" / "lonely.png")
+    proc = run("-o", str(tmp_path / "out2"))
+    assert proc.returncode == 1 and "lonely" in proc.stderr and (tmp_path / "out2" / "a.png").is_file()
+    assert run("-o", str(src / "vi")).returncode == 2  # would write over the inputs
+
+
 def test_folder_with_16bit_tiff_gray_visible_and_failures(tmp_path, weights, caplog):
     src = tmp_path / "in"
     write_pair(src, "good_rgb", 20, 24, seed=1, vi_ext=".jpg")

@@ -49,7 +49,15 @@ def test_fuser_with_and_without_graphs_agree():
     from diffmf.engine.fuse import Fuser
 
     a, b = Fuser(model, "cuda", cuda_graphs=True), Fuser(model, "cuda", cuda_graphs=False)
-    for _ in range(3):
+    for _ in range(4):
         ir, vi = torch.rand(1, 1, 37, 45), torch.rand(1, 1, 37, 45)
         torch.testing.assert_close(a.fuse_y(ir, vi), b.fuse_y(ir, vi), rtol=0, atol=0)
-    assert a._graphed is not None and a._graphed.replays >= 1
+    assert a._graphed is not None and a._graphed.captures == 1 and a._graphed.replays >= 1
+    # above GRAPH_MAX_PIXELS the network always runs eagerly (no capture)
+    from diffmf.engine import fuse as fuse_mod
+
+    big = int(fuse_mod.GRAPH_MAX_PIXELS ** 0.5) + 8
+    for _ in range(4):
+        ir, vi = torch.rand(1, 1, big, big), torch.rand(1, 1, big, big)
+        torch.testing.assert_close(a.fuse_y(ir, vi), b.fuse_y(ir, vi), rtol=0, atol=0)
+    assert a._graphed.captures == 1

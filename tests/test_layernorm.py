@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import importlib.util
 import os
-import sys
 
 import pytest
 import torch
@@ -21,7 +20,10 @@ from diffmf.ops.layernorm import FastLayerNorm, layer_norm, layer_norm_reference
 from triton_interp import import_interpreted, interpreted
 
 HAVE_TRITON = importlib.util.find_spec("triton") is not None
-INTERPRETED = HAVE_TRITON and ("triton" not in sys.modules or os.environ.get("TRITON_INTERPRET") == "1")
+# Only when the session asks for the interpreter (tests/conftest.py sets TRITON_INTERPRET=1
+# unless the caller set it): a GPU session with TRITON_INTERPRET=0 must not import the kernels
+# interpreted (other modules' models would then run them on the CPU).
+INTERPRETED = HAVE_TRITON and os.environ.get("TRITON_INTERPRET") == "1"
 needs_triton = pytest.mark.skipif(
     not INTERPRETED,
     reason="needs Triton imported with TRITON_INTERPRET=1 (tests/conftest.py sets it; run: "

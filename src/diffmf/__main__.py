@@ -1,3 +1,3 @@
-from diffmf.cli.main import main
+from diffmf.cli.main import entry
 
-raise SystemExit(main())
+entry()

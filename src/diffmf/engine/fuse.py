@@ -39,6 +39,12 @@ from diffmf.engine.tiling import tiled_apply
 logger = logging.getLogger(__name__)
 
 OOM_TILES = (1024, 512, 256, 128)
+# CUDA graphs only pay below this many (padded) pixels: there the GPU waits on the host's
+# launches (H100: 256x256 59 -> 15 ms, 512x512 60 -> 46 ms replayed); at 640x480 a replay
+# saved 4% and on TNO25 (11 sizes, fp32) the captures cost more than the replays saved
+# (docs/benchmarks.md).
+GRAPH_MAX_PIXELS = 512 * 512
+GRAPH_EAGER_RUNS = 2  # eager calls per size before its capture: a size seen twice costs no capture
 
 
 def _is_oom(exc: BaseException) -> bool:
@@ -67,9 +73,10 @@ class Fuser:
         tile_overlap: minimum overlap of neighbouring windows (blended with cosine ramps); at most
             ``tile // 2`` is used. The out-of-memory fall-back uses ``min(tile_overlap, tile // 4)``.
         amp: autocast to bf16 (fp16 where bf16 is unsupported) on CUDA; ignored on the CPU.
-        cuda_graphs: on CUDA, replay the network from a CUDA graph when an input size comes
-            again (:class:`diffmf.engine.graphs.GraphedCall`: the first image of a size runs
-            eagerly, the second is captured, later ones replay); same kernels, same results.
+        cuda_graphs: on CUDA, replay the network from a CUDA graph when an input size of at
+            most :data:`GRAPH_MAX_PIXELS` comes again (:class:`diffmf.engine.graphs.GraphedCall`:
+            the first two images of a size run eagerly, the third is captured, later ones
+            replay); same kernels, same results.
     """
 
     def __init__(self, model: nn.Module, device: Union[str, torch.device] = "cpu", *, tile: int = 0,
@@ -78,7 +85,8 @@ class Fuser:
         self.model = model.to(self.device).eval()
         self.tile, self.tile_overlap = int(tile), int(tile_overlap)
         self.amp = bool(amp) and self.device.type == "cuda"
-        self._graphed = GraphedCall(self._forward) if cuda_graphs and self.device.type == "cuda" else None
+        self._graphed = (GraphedCall(self._forward, eager_runs=GRAPH_EAGER_RUNS)
+                         if cuda_graphs and self.device.type == "cuda" else None)
         config = getattr(model, "config", None)
         self.multiple = int(getattr(config, "pad_multiple", 1) or 1)
         self.oom_tiles: Tuple[int, ...] = OOM_TILES  # tile sizes tried, in order, after an out-of-memory error
@@ -107,7 +115,8 @@ class Fuser:
             mode = "reflect" if ph < H and pw < W else "replicate"
             ir = F.pad(ir, (0, pw, 0, ph), mode=mode)
             vi = F.pad(vi, (0, pw, 0, ph), mode=mode)
-        out = (self._graphed or self._forward)(ir, vi)
+        graphed = self._graphed is not None and ir.shape[-2] * ir.shape[-1] <= GRAPH_MAX_PIXELS
+        out = (self._graphed if graphed else self._forward)(ir, vi)
         return out[..., :H, :W].float().clamp_(0.0, 1.0)
 
     def _forward(self, ir: torch.Tensor, vi: torch.Tensor) -> torch.Tensor:

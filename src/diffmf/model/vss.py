@@ -22,6 +22,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from diffmf.model.layers import DropPath, Mlp
+from diffmf.ops.dwconv import dwconv_silu
 from diffmf.ops.layernorm import FastLayerNorm
 from diffmf.ops.selective_scan import selective_scan_2d_lowrank
 
@@ -80,8 +81,11 @@ class SS2D(nn.Module):
         d = self.d_inner
         z = F.linear(x, weight[d:])  # (B, H, W, D)
         x = F.linear(x, weight[:d])
-        x = self.conv2d(x.permute(0, 3, 1, 2).contiguous())  # (B, D, H, W)
-        x = F.silu(x, inplace=not torch.is_grad_enabled())  # in place: one big buffer less
+        # (B, H, W, D) -> SiLU(DWConv(x)) (B, D, H, W): on CUDA at inference one Triton kernel
+        # (no planar copy, no separate SiLU pass), else the planar copy, conv2d, SiLU (in place:
+        # one big buffer less)
+        conv = self.conv2d
+        x = dwconv_silu(x, conv.weight, conv.bias, conv.padding[0], inplace=not torch.is_grad_enabled())
         b, d, h, w = x.shape
         k, r, n = self.routes, self.dt_rank, self.d_state
         # x_proj as an explicit bmm with a planar output: einsum (at batch > 1) and matmul

@@ -75,7 +75,11 @@ LOG2E: tl.constexpr = tl.constexpr(1.4426950408889634)
 # Integer arguments that only pick routes/channels: never specialised (Triton otherwise
 # compiles one kernel per "== 1" / "divisible by 16" pattern of them). Sizes, strides and
 # segment geometry stay specialised: their divisibility lets Triton software-pipeline the
-# sweeps' loads (2.3x faster local pass on an H100, measured 2026-11-22).
+# sweeps' loads (2.3x faster local pass on an H100, measured 2026-11-22). That holds for the
+# line/segment counts too: leaving OUTER, INNER, NSEG and NSEG_STRIDE unspecialised (fewer
+# kernels per image size) cost the vectorised u/delta loads and y stores (sm_90 SASS,
+# benchmarks/sass_loads.py) and made the 640x480 forward 2.76 -> 3.56 ms, backward 7.3 ->
+# 10.2 ms (H100, 2026-11-22).
 _ROUTE_ARGS = frozenset({"D", "K", "P", "k0", "kstep", "rev_from", "kdiv", "flip", "y_k0", "y_kdiv"})
 
 
@@ -733,3 +737,35 @@ def _relayout_kernel(
         acc += tl.load(x_p, mask=m, other=0.0).to(tl.float32)
     yo = p1 * sy1 + p2 * sy2 + (n * syn + h * syh + w * syw)
     tl.store(y_ptr + yo, acc.to(y_ptr.dtype.element_ty), mask=m)
+
+
+@_jit(all_ints=True)
+def _merge_kernel(
+    c_ptr, r_ptr, y_ptr,
+    sc_slot, sr_slot, H, W,
+    NC: tl.constexpr, NR: tl.constexpr, BH: tl.constexpr, BW: tl.constexpr,
+):
+    """The 2-D op's cross-merge in one pass: y = (c_0 + c_1) + (r_0 + r_1)^T per plane,
+    float32, in this order (deterministic), for NC column-route slots ((H, W) planes) and NR
+    row-route slots ((W, H) planes: the rows frame runs on transposed maps).
+
+    Slot i of c / r starts ``i * sc_slot`` / ``i * sr_slot`` elements in; plane ``p`` (batch x
+    channel) is packed at ``p * H * W``. The row slots are read as (BW, BH) tiles, summed and
+    transposed in registers, so reads and writes stay coalesced. y may be c_0 itself."""
+    plane = tl.program_id(2).to(tl.int64) * H * W
+    h = tl.program_id(0) * BH + tl.arange(0, BH)[:, None]
+    w = tl.program_id(1) * BW + tl.arange(0, BW)[None, :]
+    m = (h < H) & (w < W)
+    wt = tl.program_id(1) * BW + tl.arange(0, BW)[:, None]
+    ht = tl.program_id(0) * BH + tl.arange(0, BH)[None, :]
+    mt = (wt < W) & (ht < H)
+    rs = tl.load(r_ptr + plane + wt * H + ht, mask=mt, other=0.0)
+    for i in tl.static_range(1, NR):
+        rs += tl.load(r_ptr + i * sr_slot + plane + wt * H + ht, mask=mt, other=0.0)
+    acc = tl.trans(rs)
+    if NC > 0:
+        cs = tl.load(c_ptr + plane + h * W + w, mask=m, other=0.0)
+        for i in tl.static_range(1, NC):
+            cs += tl.load(c_ptr + i * sc_slot + plane + h * W + w, mask=m, other=0.0)
+        acc = cs + acc
+    tl.store(y_ptr + plane + h * W + w, acc, mask=m)
