@@ -3,7 +3,6 @@ and the backend rules (auto = Triton only on CUDA at inference; an explicit ``tr
 cannot run is an error, never a silent fall-back)."""
 from __future__ import annotations
 
-import importlib.util
 import os
 
 import pytest
@@ -11,27 +10,12 @@ import torch
 import torch.nn.functional as F
 
 from diffmf.ops import dwconv as dw
-from triton_interp import import_interpreted, interpreted
+from triton_interp import INTERPRETED, import_interpreted, interpret, needs_interpreter  # noqa: F401 (fixture)
 
-HAVE_TRITON = importlib.util.find_spec("triton") is not None
-# Interpreter tests only when the session asks for the interpreter (tests/conftest.py sets
-# TRITON_INTERPRET=1 unless the caller set it): a GPU session with TRITON_INTERPRET=0 must not
-# import the kernels interpreted (other modules' models would then run them on the CPU).
-INTERPRETED = HAVE_TRITON and os.environ.get("TRITON_INTERPRET") == "1"
-needs_triton = pytest.mark.skipif(
-    not INTERPRETED,
-    reason="needs Triton imported with TRITON_INTERPRET=1 (tests/conftest.py sets it; run: "
-    "TRITON_INTERPRET=1 pytest tests/test_dwconv.py)",
-)
+needs_triton = needs_interpreter("test_dwconv.py")
 
 if INTERPRETED:
     (tdw,) = import_interpreted("diffmf.ops.triton.dwconv")
-
-
-@pytest.fixture
-def interpret():
-    with interpreted():
-        yield
 
 
 def _inputs(b, h, w, c, k, dtype=torch.float32, bias=True):

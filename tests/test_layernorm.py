@@ -7,8 +7,6 @@ Gradients are compared with autograd through :func:`layer_norm_reference` in flo
 """
 from __future__ import annotations
 
-import importlib.util
-import os
 
 import pytest
 import torch
@@ -17,28 +15,12 @@ from torch import nn
 
 from diffmf.ops import layernorm as ln
 from diffmf.ops.layernorm import FastLayerNorm, layer_norm, layer_norm_reference
-from triton_interp import import_interpreted, interpreted
+from triton_interp import INTERPRETED, import_interpreted, interpret, needs_interpreter  # noqa: F401 (fixture)
 
-HAVE_TRITON = importlib.util.find_spec("triton") is not None
-# Only when the session asks for the interpreter (tests/conftest.py sets TRITON_INTERPRET=1
-# unless the caller set it): a GPU session with TRITON_INTERPRET=0 must not import the kernels
-# interpreted (other modules' models would then run them on the CPU).
-INTERPRETED = HAVE_TRITON and os.environ.get("TRITON_INTERPRET") == "1"
-needs_triton = pytest.mark.skipif(
-    not INTERPRETED,
-    reason="needs Triton imported with TRITON_INTERPRET=1 (tests/conftest.py sets it; run: "
-    "TRITON_INTERPRET=1 pytest tests/test_layernorm.py)",
-)
+needs_triton = needs_interpreter("test_layernorm.py")
 
 if INTERPRETED:
     (tln,) = import_interpreted("diffmf.ops.triton.layernorm")
-
-
-@pytest.fixture
-def interpret():
-    """TRITON_INTERPRET=1 while a Triton test runs (the kernels check it per launch)."""
-    with interpreted():
-        yield
 
 
 def _fast_and_reference_ln(c: int):

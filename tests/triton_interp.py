@@ -10,10 +10,35 @@ from __future__ import annotations
 
 import contextlib
 import importlib
+import importlib.util
 import os
 import sys
 from types import ModuleType
 from typing import Iterator, List
+
+import pytest
+
+# Interpreter tests run only when the session asks for the interpreter (tests/conftest.py sets
+# TRITON_INTERPRET=1 unless the caller set it): a GPU session with TRITON_INTERPRET=0 must not
+# import the kernels interpreted (other modules' models would then run them on the CPU).
+INTERPRETED = importlib.util.find_spec("triton") is not None and os.environ.get("TRITON_INTERPRET") == "1"
+
+
+def needs_interpreter(test_file: str) -> pytest.MarkDecorator:
+    """Skip marker for tests that run Triton kernels in the interpreter."""
+    return pytest.mark.skipif(
+        not INTERPRETED,
+        reason=f"needs Triton imported with TRITON_INTERPRET=1 (tests/conftest.py sets it; run: "
+        f"TRITON_INTERPRET=1 pytest tests/{test_file})",
+    )
+
+
+@pytest.fixture
+def interpret() -> Iterator[None]:
+    """TRITON_INTERPRET=1 while a Triton test runs (the kernels check it per launch); import
+    this fixture into the test module."""
+    with interpreted():
+        yield
 
 
 @contextlib.contextmanager

@@ -17,7 +17,7 @@ can run and no gradient is needed (inference), else ``torch``. Order of preceden
 """
 from __future__ import annotations
 
-from typing import List, Optional
+from typing import Optional
 
 import torch
 import torch.nn.functional as F
@@ -30,20 +30,9 @@ CONV_BACKENDS = ("auto", "torch", "triton")
 ENV_VAR = "DIFFMF_CONV_BACKEND"
 TRITON_DTYPES = (torch.float32, torch.bfloat16, torch.float16)
 _CONV = BackendSetting("conv", CONV_BACKENDS, ENV_VAR)
-
-
-def set_conv_backend(name: Optional[str]) -> None:
-    """Set the process-wide depthwise-conv backend (``None`` restores env/auto)."""
-    _CONV.set(name)
-
-
-def get_conv_backend() -> str:
-    """The configured depthwise-conv backend name (may be ``auto``)."""
-    return _CONV.get()
-
-
-def available_conv_backends(device: torch.device) -> List[str]:
-    return _CONV.available(device)
+# process-wide choice: set_conv_backend(name or None = env/auto), get_conv_backend() (may be "auto")
+set_conv_backend = _CONV.set
+get_conv_backend = _CONV.get
 
 
 def _needs_grad(*ts: Optional[Tensor]) -> bool:
