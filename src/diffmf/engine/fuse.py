@@ -165,21 +165,17 @@ class Fuser:
         if ir_y.shape != vi_y.shape:
             raise ValueError(f"size mismatch: infrared is {ir_y.shape[1]}x{ir_y.shape[0]}, "
                              f"visible is {vi_y.shape[1]}x{vi_y.shape[0]}")
-        return self._merge(ir_y, vi_y, cbcr, gray)
+        return merge_luma(self._fuse_luma(ir_y, vi_y), None if gray else cbcr)
 
     def _fuse_luma(self, ir_y: np.ndarray, vi_y: np.ndarray) -> np.ndarray:
         """``(H, W)`` infrared and visible Y -> fused Y ``(H, W)`` float32 numpy (on the CPU)."""
         t = lambda a: torch.from_numpy(np.ascontiguousarray(a, dtype=np.float32))[None, None]  # noqa: E731
         return self.fuse_y(t(ir_y), t(vi_y))[0, 0].cpu().numpy()
 
-    def _merge(self, ir_y: np.ndarray, vi_y: np.ndarray, cbcr: Optional[np.ndarray], gray: bool) -> np.ndarray:
-        return merge_luma(self._fuse_luma(ir_y, vi_y), None if gray else cbcr)
-
     def fuse_files(self, pair: Pair, out_path: Path, *, gray: bool = False, stretch16: bool = False) -> Path:
         """Read a pair, fuse it and write ``out_path`` (8-bit; format from the suffix) atomically."""
         ir_y, vi_y, cbcr = load_pair(pair, stretch16=stretch16)
-        write_image(out_path, self._merge(ir_y, vi_y, cbcr, gray))
-        return out_path
+        return _write_fused(out_path, self._fuse_luma(ir_y, vi_y), cbcr, gray)
 
 
 # ----------------------------------------------------------------------------- folders
@@ -228,12 +224,13 @@ def fuse_pairs(fuser: Fuser, jobs: Sequence[Tuple[Pair, Path]], *, gray: bool = 
 
 
 def _pipelinable(fuser: Any) -> bool:
-    """The pipeline splits :meth:`Fuser.fuse_files` into its steps: only for fusers that keep them."""
-    cls = type(fuser)
-    return isinstance(fuser, Fuser) and cls.fuse_files is Fuser.fuse_files and cls._merge is Fuser._merge
+    """The pipeline runs :meth:`Fuser.fuse_files`'s steps (read, ``_fuse_luma``, write) itself:
+    only for fusers that keep that method."""
+    return isinstance(fuser, Fuser) and type(fuser).fuse_files is Fuser.fuse_files
 
 
 def _write_fused(out: Path, fused_y: np.ndarray, cbcr: Optional[np.ndarray], gray: bool) -> Path:
+    """Colour merge (unless ``gray``) and atomic 8-bit write of one fused luminance."""
     write_image(out, merge_luma(fused_y, None if gray else cbcr))
     return out
 

@@ -680,12 +680,12 @@ def _bwd_rev_kernel(
 def _transpose_kernel(
     x_ptr, y_ptr,
     sx1, sx2, sy1, sy2, P2, R, C,
-    ACCUM: tl.constexpr, BR: tl.constexpr, BC: tl.constexpr,
+    BR: tl.constexpr, BC: tl.constexpr,
 ):
-    """y[p1, p2, c, r] (+)= x[p1, p2, r, c] for (R, C) planes, tiled (coalesced both ways).
+    """y[p1, p2, c, r] = x[p1, p2, r, c] for (R, C) planes, tiled (coalesced both ways).
 
     Plane (p1, p2) starts at p1 * sx1 + p2 * sx2 in x (rows of C packed elements) and at
-    p1 * sy1 + p2 * sy2 in y (rows of R). With ACCUM, y (float32) is added to."""
+    p1 * sy1 + p2 * sy2 in y (rows of R)."""
     pid_p = tl.program_id(2)
     p1 = (pid_p // P2).to(tl.int64)
     p2 = (pid_p % P2).to(tl.int64)
@@ -697,10 +697,7 @@ def _transpose_kernel(
     rt = tl.program_id(0) * BR + tl.arange(0, BR)[None, :]
     ct = tl.program_id(1) * BC + tl.arange(0, BC)[:, None]
     mt = (rt < R) & (ct < C)
-    y_p = y_ptr + (p1 * sy1 + p2 * sy2) + ct * R + rt
-    if ACCUM:
-        xt = xt.to(tl.float32) + tl.load(y_p, mask=mt, other=0.0)
-    tl.store(y_p, xt.to(y_ptr.dtype.element_ty), mask=mt)
+    tl.store(y_ptr + (p1 * sy1 + p2 * sy2) + ct * R + rt, xt.to(y_ptr.dtype.element_ty), mask=mt)
 
 
 # The relayout's strides and sizes stay specialised: "== 1" tells the compiler which dimension

@@ -226,8 +226,8 @@ def _slot_args(p: "Problem", o: Orientation) -> Tuple[int, int]:
     """(y_k0, y_kdiv): route k writes output slot (k - y_k0) // y_kdiv."""
     if not p.u_shared:
         return 0, 1  # 1-D op: one output per group k
-    kstep = o.routes[1] - o.routes[0] if len(o.routes) > 1 else 1
-    return o.routes[0], kstep
+    k0, kstep, _ = _route_args(o, 1)
+    return k0, kstep
 
 
 def _geom_args(p: Problem, o: Orientation) -> List[int]:
@@ -263,9 +263,9 @@ def _opt(T: _Tensors, t: Optional[Tensor]) -> Tensor:
     return T.A2 if t is None else t
 
 
-def transpose_planes(x: Tensor, out: Optional[Tensor] = None, accumulate: bool = False) -> Tensor:
+def transpose_planes(x: Tensor, out: Optional[Tensor] = None) -> Tensor:
     """(P1, P2, R, C) -> (P1, P2, C, R), tiled in Triton; planes of x must be packed (rows of
-    C elements), out is packed. With ``accumulate``, out (float32) += the transpose."""
+    C elements), out is packed."""
     P1, P2, R, C = x.shape
     if x.stride(3) != 1 or (R > 1 and x.stride(2) != C):
         x = x.contiguous()
@@ -276,7 +276,7 @@ def transpose_planes(x: Tensor, out: Optional[Tensor] = None, accumulate: bool =
     br = bc = 16 if triton_interpreting() else 64
     _k._transpose_kernel[(-(-R // br), -(-C // bc), P1 * P2)](
         x, out, x.stride(0), x.stride(1), out.stride(0), out.stride(1), P2, R, C,
-        ACCUM=accumulate, BR=br, BC=bc, num_warps=4,
+        BR=br, BC=bc, num_warps=4,
     )
     return out
 
