@@ -11,11 +11,18 @@ run. Two byte counts are reported:
   output written once (forward: u, delta, B, C in, y float32 out; backward: those + dy in,
   du, ddelta, dB, dC out).
 
+Each shape also reports the forward replayed as one CUDA graph (the GPU time without the
+host's launch gaps) and the host time to issue one eager forward.
+
 ``--sweep`` also times alternative lane layouts / segment lengths (environment overrides of
-:mod:`diffmf.ops.triton.scan`); kernels are compiled in parallel processes first. ``--profile`` prints per-kernel times.
-Prints a table; ``--out DIR`` writes ``bench_scan.json``.
+:mod:`diffmf.ops.triton.scan`: the built-in list, or ``--variant "ENV=VALUE[;ENV=VALUE]"``
+repeated), in ``--rounds`` interleaved rounds; kernels are compiled in parallel processes
+first. ``--profile`` prints per-kernel times. Prints a table; ``--out DIR`` writes
+``bench_scan.json``.
 
     PYTHONPATH=src python3 benchmarks/bench_scan.py --out results/ [--sweep] [--profile]
+    PYTHONPATH=src python3 benchmarks/bench_scan.py --shapes 480x640 --sweep --rounds 3 \
+        --variant "DIFFMF_TRITON_LAYOUT_FWD=2,1,4,1,16,0" --out results/
 """
 from __future__ import annotations
 
@@ -83,7 +90,28 @@ def min_bytes(batch, k, d, n, h, w, dtype) -> Dict[str, float]:
     return {"fwd": fwd, "bwd": bwd}
 
 
-def bench_shape(batch, k, d, n, h, w, dtype, dev, reps, profile=False) -> Dict:
+def launch_split(fwd, reps: int) -> Dict[str, float]:
+    """The forward's GPU time without launch gaps (replayed as one CUDA graph) and the host
+    time to enqueue one eager call (no synchronisation inside the timed calls)."""
+    torch.cuda.synchronize()
+    t0 = time.perf_counter()
+    for i in range(reps):
+        fwd(i)
+    cpu = (time.perf_counter() - t0) / reps * 1e3
+    torch.cuda.synchronize()
+    g = torch.cuda.CUDAGraph()
+    side = torch.cuda.Stream()
+    side.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(side):
+        fwd(0)  # warm-up on the capture stream
+        with torch.cuda.graph(g, stream=side):
+            fwd(0)
+    torch.cuda.current_stream().wait_stream(side)
+    t_g = time_ms(lambda i: g.replay(), reps)
+    return {"fwd_graph_ms": statistics.median(t_g), "fwd_enqueue_ms": cpu}
+
+
+def bench_shape(batch, k, d, n, h, w, dtype, dev, reps, profile=False, graph=False) -> Dict:
     copies = 3
     sets = make_inputs(batch, k, d, n, h, w, dtype, dev, copies)
     dys = [torch.randn(batch, d, h, w, device=dev) for _ in range(copies)]
@@ -106,6 +134,8 @@ def bench_shape(batch, k, d, n, h, w, dtype, dev, reps, profile=False) -> Dict:
     res = dict(batch=batch, k=k, d=d, n=n, h=h, w=w, dtype=str(dtype).replace("torch.", ""),
                fwd_ms=statistics.median(t_f), bwd_ms=statistics.median(t_b),
                fwd_ms_min=min(t_f), bwd_ms_min=min(t_b), exps=k * d * n * batch * h * w)
+    if graph:
+        res.update(launch_split(fwd, reps))
     res["bytes_min"] = min_bytes(batch, k, d, n, h, w, dtype)
     if profile:
         from torch.profiler import ProfilerActivity, profile as prof
@@ -138,6 +168,17 @@ SWEEP = [
 ]
 
 
+def parse_variant(text: str) -> Dict[str, str]:
+    """"ENV=VALUE[;ENV=VALUE...]" -> environment overrides of one sweep variant."""
+    out = {}
+    for item in filter(None, text.split(";")):
+        key, sep, val = item.partition("=")
+        if not sep:
+            raise argparse.ArgumentTypeError(f"variant item {item!r} is not ENV=VALUE")
+        out[key.strip()] = val.strip()
+    return out
+
+
 def warm_cache(variants: List[Dict[str, str]], args) -> None:
     """Compile every variant's kernels in parallel processes (Triton's on-disk cache), so the
     timing process below only loads them."""
@@ -152,26 +193,45 @@ def warm_cache(variants: List[Dict[str, str]], args) -> None:
             print(f"  warm-up failed: {err[-300:]}", flush=True)
 
 
+def sweep_variants(args) -> List[Dict[str, str]]:
+    """The default configuration first, then ``--variant``s if given, else :data:`SWEEP`."""
+    return [{}] + args.variant if args.variant else SWEEP
+
+
 def run_sweep(args, dev, dtype) -> List[Dict]:
-    """Alternative layouts / segment lengths (environment overrides read at each call)."""
+    """Alternative layouts / segment lengths (environment overrides read at each call), timed
+    in ``--rounds`` interleaved rounds (machine drift hits every variant alike); each variant
+    reports the median over rounds of its per-round medians."""
     h, w = (int(v) for v in args.shapes.split(",")[0].split("x"))
+    variants = sweep_variants(args)
+    runs: List[List[Dict]] = [[] for _ in variants]
+    for _ in range(args.rounds):
+        for i, v in enumerate(variants):
+            saved = {key: os.environ.get(key) for key in v}
+            os.environ.update(v)
+            try:
+                runs[i].append(bench_shape(args.batch, args.routes, args.channels, args.states, h, w, dtype, dev, args.reps, graph=True))
+            except Exception as exc:  # report the failure, keep sweeping
+                runs[i].append({"error": repr(exc)[-400:]})
+            finally:
+                for key, val in saved.items():
+                    if val is None:
+                        os.environ.pop(key, None)
+                    else:
+                        os.environ[key] = val
     out = []
-    for v in SWEEP:
-        saved = {key: os.environ.get(key) for key in v}
-        os.environ.update(v)
-        try:
-            res = bench_shape(args.batch, args.routes, args.channels, args.states, h, w, dtype, dev, args.reps)
-        except Exception as exc:  # report the failure, keep sweeping
-            res = {"error": repr(exc)[-400:]}
-        finally:
-            for key, val in saved.items():
-                if val is None:
-                    os.environ.pop(key, None)
-                else:
-                    os.environ[key] = val
-        res["variant"] = v
+    for v, rs in zip(variants, runs):
+        ok = [r for r in rs if "error" not in r]
+        res = dict(variant=v, rounds=len(ok))
+        if ok:
+            for key in ("fwd_ms", "bwd_ms", "fwd_graph_ms"):
+                res[key] = statistics.median(r[key] for r in ok)
+                res[f"{key}_rounds"] = [r[key] for r in ok]
+        else:
+            res["error"] = rs[-1]["error"]
         out.append(res)
-        print(f"  sweep {str(v):46s} fwd {res.get('fwd_ms', float('nan')):7.3f} ms  bwd {res.get('bwd_ms', float('nan')):7.3f} ms", flush=True)
+        print(f"  sweep {str(v):46s} fwd {res.get('fwd_ms', float('nan')):7.3f} ms (graph {res.get('fwd_graph_ms', float('nan')):6.3f})"
+              f"  bwd {res.get('bwd_ms', float('nan')):7.3f} ms" + (f"  ERROR {res['error'][:120]}" if "error" in res else ""), flush=True)
     return out
 
 
@@ -186,6 +246,9 @@ def main(argv=None) -> int:
     ap.add_argument("--reps", type=int, default=20)
     ap.add_argument("--out", default=None)
     ap.add_argument("--sweep", action="store_true")
+    ap.add_argument("--rounds", type=int, default=1, help="sweep: interleaved rounds over the variants")
+    ap.add_argument("--variant", action="append", type=parse_variant, default=[],
+                    help='sweep this "ENV=VALUE[;ENV=VALUE]" instead of the built-in list (repeatable)')
     ap.add_argument("--profile", action="store_true")
     ap.add_argument("--torch-ref", action="store_true", help="also time the plain PyTorch path once")
     ap.add_argument("--warm-only", action="store_true", help=argparse.SUPPRESS)
@@ -202,7 +265,7 @@ def main(argv=None) -> int:
         bench_shape(1, args.routes, args.channels, args.states, 24, 40, dtype, dev, 1)
         return 0
     t0 = time.time()
-    warm_cache(SWEEP if (args.sweep or args.warm_sweep) else [{}], args)
+    warm_cache(sweep_variants(args) if (args.sweep or args.warm_sweep) else [{}], args)
     if args.warm_sweep:
         print(f"kernels compiled in {time.time() - t0:.0f} s")
         return 0
@@ -210,7 +273,7 @@ def main(argv=None) -> int:
     results = []
     for shape in args.shapes.split(","):
         h, w = (int(v) for v in shape.split("x"))
-        results.append(bench_shape(args.batch, args.routes, args.channels, args.states, h, w, dtype, dev, args.reps, args.profile))
+        results.append(bench_shape(args.batch, args.routes, args.channels, args.states, h, w, dtype, dev, args.reps, args.profile, graph=True))
     bw = copy_bandwidth(dev)
     info["copy_GBps"] = bw
     print(f"{info['gpu']}  torch {info['torch']}  triton {info['triton']}  copy {bw:.0f} GB/s (read+write)")
@@ -227,6 +290,7 @@ def main(argv=None) -> int:
             r[f"{ps}_GBps_issue"] = gb_issue / (ms * 1e-3)
             print(f"{r['h']:>5d}x{r['w']:<5d} {r['dtype']:>8s} {ps:>4s} {ms:8.3f} {gb_min:7.3f} {gb_min / ms * 1e3:7.0f} {100 * gb_min / ms * 1e3 / bw:5.1f}% "
                   f"{gb_issue:8.3f} {gb_issue / ms * 1e3:7.0f} {100 * gb_issue / ms * 1e3 / bw:5.1f}% {exps / ms / 1e6:7.0f}")
+        print(f"      forward as one CUDA graph {r['fwd_graph_ms']:.3f} ms; host time to enqueue one eager forward {r['fwd_enqueue_ms']:.3f} ms")
         if "kernels_ms" in r:
             for kname, kms in r["kernels_ms"].items():
                 print(f"      {kname:40s} {kms:8.3f} ms")

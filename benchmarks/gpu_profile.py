@@ -2,7 +2,9 @@
 
 ``model``: torch.profiler over one 640x480 fuse (paper preset, batch 1, bf16 autocast,
 inference mode) and one training step (batch 16, 128x128 crops, the paper's loss, AdamW);
-prints the kernels sorted by total GPU time (top ``--top``) and writes the tables to ``--out``.
+prints the kernels sorted by total GPU time (top ``--top``; ``--by-cpu``: the training
+step's ops by host time too), the step's wall time at batch 16, 8 and 4, and writes the
+tables to ``--out``.
 
 ``scan``: one forward + backward (``--forward-only``: forward) of the fused 2-D scan at 640x480 (K=4, D=64, N=16, bf16)
 between ``cudaProfilerStart``/``Stop``, after warm-up, for Nsight Compute::
@@ -21,8 +23,28 @@ from pathlib import Path
 import torch
 
 
-def _table(prof, top: int) -> str:
-    return prof.key_averages().table(sort_by="cuda_time_total", row_limit=top, max_name_column_width=70)
+def _table(prof, top: int, by_cpu: bool = False) -> str:
+    """Kernels by GPU time; with ``by_cpu`` also the ops by their own host time (where a
+    host-bound step spends it)."""
+    t = prof.key_averages().table(sort_by="cuda_time_total", row_limit=top, max_name_column_width=70)
+    if by_cpu:
+        t += "\n(by host time)\n" + prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=top, max_name_column_width=70)
+    return t
+
+
+def _wall_ms(fn, reps: int = 10) -> str:
+    """Median wall time of ``fn`` (synchronised), for comparison with the profiled GPU total."""
+    import statistics
+    import time
+
+    out = []
+    for _ in range(reps):
+        torch.cuda.synchronize()
+        t0 = time.perf_counter()
+        fn()
+        torch.cuda.synchronize()
+        out.append((time.perf_counter() - t0) * 1e3)
+    return f"wall time per call (median of {reps}, no profiler): {statistics.median(out):.1f} ms\n"
 
 
 def _profiled(fn, warmup: int = 3):
@@ -61,7 +83,9 @@ def profile_model(args) -> str:
         return "".join(out)
 
     step = train_step_fn(model, dev, batch=16, crop=128)
-    out += ["\n# training step, batch 16, 128x128, bf16\n", _table(_profiled(step), args.top)]
+    out += ["\n# training step, batch 16, 128x128, bf16\n", _table(_profiled(step), args.top, args.by_cpu), _wall_ms(step)]
+    for b in (8, 4):  # a step that takes as long with fewer crops is limited by the host
+        out.append(f"batch {b}: " + _wall_ms(train_step_fn(model, dev, batch=b, crop=128)))
     return "".join(out)
 
 
@@ -106,6 +130,7 @@ def main(argv=None) -> int:
     ap.add_argument("--out", type=Path, default=None)
     ap.add_argument("--forward-only", action="store_true", help="scan: the forward alone (no grad)")
     ap.add_argument("--no-train", action="store_true", help="model: skip the training-step profile")
+    ap.add_argument("--by-cpu", action="store_true", help="model: also list the training step's ops by host time")
     args = ap.parse_args(argv)
     args.size = tuple(int(v) for v in args.size.lower().split("x"))
     if not torch.cuda.is_available():

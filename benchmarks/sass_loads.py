@@ -10,7 +10,8 @@ Triton's JIT would specialise that call (pointer alignment, "== 1" and "divisibl
 integers, the unspecialised route arguments) with the GPU default lane layouts
 (``scan._layout``, ``interpret=False``) and compiled for ``sm_<arch>``. Printed per kernel
 and frame: global loads in the inner loop (the longest backward branch of the SASS) and of
-which vectorized (64/128-bit ``LDG`` or ``LDGSTS``), with the instruction mix. The loop
+which vectorized (64/128-bit ``LDG`` or ``LDGSTS``), with the instruction mix, and the
+registers per thread. The loop
 stays the per-step loop: the sweeps' ``range(0, S)`` is the only loop of those kernels.
 TRITON_INTERPRET must be unset.
 """
@@ -151,6 +152,21 @@ def loop_loads(sass: str, whole: bool = False) -> Dict[str, object]:
     )
 
 
+def cuobjdump(cubin: bytes, flag: str) -> str:
+    """``cuobjdump FLAG`` (Triton's bundled copy) of a compiled kernel's cubin."""
+    tool = Path(__import__("triton").__file__).parent / "backends" / "nvidia" / "bin" / "cuobjdump"
+    with tempfile.TemporaryDirectory() as tmp:
+        p = Path(tmp) / "k.cubin"
+        p.write_bytes(cubin)
+        return subprocess.run([str(tool), flag, str(p)], capture_output=True, text=True, check=True).stdout
+
+
+def registers(cubin: bytes) -> str:
+    """Registers per thread of a compiled kernel (``cuobjdump --dump-resource-usage``)."""
+    m = re.search(r"REG:(\d+)", cuobjdump(cubin, "--dump-resource-usage"))
+    return m.group(1) if m else "?"
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
     a = _parse(argv)
     if os.environ.get("TRITON_INTERPRET") == "1":
@@ -189,25 +205,22 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         k = triton.compile(ASTSource(fn=jit_fn, signature=sig, constexprs=consts, attrs=attrs), target=target, options=opts)
         sass = k.asm.get("sass") if hasattr(k.asm, "get") else None
         if not sass:
-            tool = Path(triton.__file__).parent / "backends" / "nvidia" / "bin" / "cuobjdump"
-            with tempfile.TemporaryDirectory() as tmp:
-                p = Path(tmp) / "k.cubin"
-                p.write_bytes(k.asm["cubin"])
-                sass = subprocess.run([str(tool), "-sass", str(p)], capture_output=True, text=True, check=True).stdout
+            sass = cuobjdump(k.asm["cubin"], "-sass")
         if a.dump:
             Path(a.dump).mkdir(parents=True, exist_ok=True)
             (Path(a.dump) / f"{name}_{frame}.sass").write_text(sass)
         r = loop_loads(sass, whole=name not in SWEEPS)
+        r["regs"] = registers(k.asm["cubin"])
         rows.append((name, r))
         frames[key] = [frame]
         order.append(key)
     print(f"{a.batch}x{a.h}x{a.w} {a.dtype}, D={a.d} K={a.k} N={a.n}, sm_{a.arch}; counts in the sweeps' "
           f"inner loop (whole kernel for others); vector = 64/128-bit")
-    print(f"{'kernel':<18} {'frames':<9} {'instr':>6} {'loads':>6} {'vector':>6} {'smem':>5} {'bar':>4}  loads / stores")
+    print(f"{'kernel':<18} {'frames':<9} {'regs':>5} {'instr':>6} {'loads':>6} {'vector':>6} {'smem':>5} {'bar':>4}  loads / stores")
     for key, (name, r) in zip(order, rows):
         mix = ", ".join(f"{op} x{c}" for op, c in sorted(r["mix"].items()))
         st = ", ".join(f"{op} x{c}" for op, c in sorted(r["stores"].items()))
-        print(f"{name:<18} {'+'.join(frames[key]):<9} {r['instr']:>6} {r['loads']:>6} {r['vector']:>6} {r['smem']:>5} {r['bar']:>4}  {mix} / {st}")
+        print(f"{name:<18} {'+'.join(frames[key]):<9} {r['regs']!s:>5} {r['instr']:>6} {r['loads']:>6} {r['vector']:>6} {r['smem']:>5} {r['bar']:>4}  {mix} / {st}")
     return 0
 
 

@@ -24,15 +24,23 @@ class ModelEMA:
 
     @torch.no_grad()
     def update(self, model: nn.Module) -> None:
+        """One step of the average, for every floating-point tensor of the state dict at once
+        (``_foreach`` ops: two launches per chunk of tensors instead of two per tensor, which
+        matters when the training step is limited by the host issuing kernels)."""
         self.updates += 1
         d = min(self.decay, (1.0 + self.updates) / (10.0 + self.updates))
         ema_sd, sd = self.module.state_dict(), model.state_dict()
+        dst, src = [], []
         for k, v in ema_sd.items():
-            src = sd[k].detach()
+            s = sd[k].detach()
             if v.dtype.is_floating_point:
-                v.mul_(d).add_(src.to(v.dtype), alpha=1.0 - d)
+                dst.append(v)
+                src.append(s.to(v.dtype))
             else:
-                v.copy_(src)
+                v.copy_(s)
+        if dst:
+            torch._foreach_mul_(dst, d)
+            torch._foreach_add_(dst, src, alpha=1.0 - d)
 
     def state_dict(self) -> Dict[str, object]:
         return {"module": self.module.state_dict(), "decay": self.decay, "updates": self.updates}

@@ -120,11 +120,15 @@ def _parse_layout(text: str) -> Tuple[int, int, int, bool, int, int]:
 def _layout(D: int, N: int, backward: bool, seg_fast: bool, interpret: bool) -> Layout:
     """Lane layout of a sweep (see :mod:`.kernels`).
 
-    Defaults (measured, H100, 640x480 bf16: the layout sweep of docs/benchmarks.md): every
+    Defaults (measured, H100, 640x480 bf16: the layout sweeps of docs/benchmarks.md): every
     sweep 2 channels x all states per lane. With B and C state-contiguous this made the
     backward 10.0 -> 7.9 ms against 2 channels x half the states (the default before, chosen
-    when the B/C loads were scalar). Override with ``DIFFMF_TRITON_LAYOUT_FWD`` /
-    ``DIFFMF_TRITON_LAYOUT_BWD`` = "dpt,state_groups,warps,prefetch[,max channel groups]"."""
+    when the B/C loads were scalar). The forward-type sweeps are capped at 128 registers:
+    4 programs per SM instead of 3 for ``_fwd_out`` (168 registers uncapped, a few spills
+    capped), forward 1.95 -> 1.86 ms as one CUDA graph; 96 registers (5 programs) spill in
+    the loop and take 3.5 ms. One-warp programs (no barriers in the loop) and 1 channel per
+    lane were no faster. Override with ``DIFFMF_TRITON_LAYOUT_FWD`` /
+    ``DIFFMF_TRITON_LAYOUT_BWD`` = "dpt,state_groups,warps,prefetch[,max channel groups[,register cap]]"."""
     np_ = _pow2(N)
     if interpret:  # the interpreter runs programs one by one in numpy: few, wide programs
         ns = 2 if (backward and np_ >= 2) else 1
@@ -132,7 +136,7 @@ def _layout(D: int, N: int, backward: bool, seg_fast: bool, interpret: bool) -> 
         cg = min(_pow2(-(-D // dpt)), 4)  # D > 8 exercises the channel-block partial sums
         prefetch = (not backward) if INTERPRET_PREFETCH is None else INTERPRET_PREFETCH  # both paths tested
         return Layout(dpt=dpt, npt=np_ // ns, sg=16, cg=cg, ns=ns, num_warps=1, prefetch=prefetch)
-    dpt, ns, warps, prefetch, cg_max, maxnreg = (2, 1, 4, True, 0, 0) if backward else (2, 1, 4, True, 16, 0)
+    dpt, ns, warps, prefetch, cg_max, maxnreg = (2, 1, 4, True, 0, 0) if backward else (2, 1, 4, True, 16, 128)
     override = os.environ.get(LAYOUT_BWD_ENV if backward else LAYOUT_FWD_ENV)
     if override:
         dpt, ns, warps, prefetch, cg_max, maxnreg = _parse_layout(override)
