@@ -267,6 +267,26 @@ def test_model_norm_triton_matches_torch(interpret, monkeypatch):
 
 
 @needs_triton
+def test_calls_the_kernels_cannot_take(interpret, monkeypatch):
+    """float64 (or a normalized_shape of two dims): an explicit triton is an error that says
+    what to do; auto takes the PyTorch path with the same result as F.layer_norm."""
+    monkeypatch.delenv(ln.ENV_VAR, raising=False)
+    x = torch.randn(3, 8, dtype=torch.float64)
+    with pytest.raises(RuntimeError, match=f"cannot take this call: dtype torch.float64.*{ln.ENV_VAR}"):
+        layer_norm(x, None, None, backend="triton")
+    assert torch.equal(layer_norm(x, None, None, backend="auto"), F.layer_norm(x, (8,)))
+    x2 = torch.randn(3, 4, 8)
+    with pytest.raises(RuntimeError, match="is not one dim"):
+        layer_norm(x2, None, None, backend="triton", normalized_shape=(4, 8))
+    ln.set_norm_backend("triton")  # the process-wide setting counts as asking explicitly
+    try:
+        with pytest.raises(RuntimeError, match="cannot take this call"):
+            layer_norm(x, None, None)
+    finally:
+        ln.set_norm_backend(None)
+
+
+@needs_triton
 def test_triton_on_cpu_without_interpreter_is_an_actionable_error(monkeypatch):
     monkeypatch.delenv("TRITON_INTERPRET", raising=False)
     with pytest.raises(RuntimeError, match="CUDA tensors"):

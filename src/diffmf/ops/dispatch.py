@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
-from typing import List, Optional, Tuple
+from typing import Callable, List, Optional, Tuple
 
 import torch
 
@@ -50,6 +50,20 @@ class BackendSetting:
             reason = triton_status(device)
             if reason is not None:
                 raise RuntimeError(f"{self.what} backend 'triton' unavailable: {reason} (or set {self.env_var}=torch)")
+        return name
+
+    def resolve_call(self, device: torch.device, requested: Optional[str], unsupported: Callable[[], Optional[str]]) -> str:
+        """:meth:`resolve` for one call whose arguments the Triton kernels may not take:
+        ``unsupported()`` says why not (None when they can). Then ``triton`` asked for
+        explicitly (argument or setting) raises, ``auto`` runs ``torch``."""
+        name = self.resolve(device, requested)
+        if name == "triton":
+            why = unsupported()
+            if why is not None:
+                if (requested or self.get()) == "triton":
+                    raise RuntimeError(f"{self.what} backend 'triton' cannot take this call: {why}; "
+                                       f"use {self.env_var}=auto (or torch)")
+                name = "torch"
         return name
 
     def available(self, device: torch.device) -> List[str]:

@@ -41,20 +41,14 @@ def _needs_grad(*ts: Optional[Tensor]) -> bool:
 
 def resolve_conv_backend(x: Tensor, weight: Tensor, bias: Optional[Tensor], requested: Optional[str] = None) -> str:
     """Concrete backend (``torch`` or ``triton``) for this call (see the module docstring)."""
-    asked = requested or get_conv_backend()
-    name = _CONV.resolve(x.device, requested)
-    if name == "triton":
-        why = None
+    def unsupported() -> Optional[str]:
         if _needs_grad(x, weight, bias):
-            why = "it has no backward (a gradient is needed here)"
-        elif x.dtype not in TRITON_DTYPES:
-            why = f"dtype {x.dtype} (supported: {TRITON_DTYPES})"
-        if why is not None:
-            if asked == "triton":
-                raise RuntimeError(f"conv backend 'triton' cannot run this depthwise conv: {why}; "
-                                   f"use {ENV_VAR}=auto (or torch)")
-            name = "torch"
-    return name
+            return "the depthwise conv kernel has no backward (a gradient is needed here)"
+        if x.dtype not in TRITON_DTYPES:
+            return f"dtype {x.dtype} (supported: {TRITON_DTYPES})"
+        return None
+
+    return _CONV.resolve_call(x.device, requested, unsupported)
 
 
 def dwconv_silu_reference(x: Tensor, weight: Tensor, bias: Optional[Tensor], padding: int, *, inplace: bool = False) -> Tensor:

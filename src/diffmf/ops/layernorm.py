@@ -168,13 +168,7 @@ def layer_norm(
         raise ValueError(f"gate shape {tuple(gate.shape)} != input shape {tuple(x.shape)}")
     if tuple(x.shape[x.dim() - len(shape):]) != shape:
         raise ValueError(f"normalized_shape {shape} does not match the input's trailing dims {tuple(x.shape)}")
-    name = resolve_norm_backend(x.device, backend)
-    if name == "triton":
-        reason = _triton_unsupported(x, shape)
-        if reason is not None:
-            if (backend or get_norm_backend()) == "triton":
-                raise ValueError(f"norm backend 'triton' cannot take this LayerNorm: {reason}")
-            name = "torch"
+    name = _NORM.resolve_call(x.device, backend, lambda: _triton_unsupported(x, shape))
     if name == "torch":
         return _torch_path(x, shape, weight, bias, eps, gate, out_dtype)
     from diffmf.ops.triton.layernorm import layer_norm_triton

@@ -38,6 +38,8 @@ import triton.language as tl
 from torch import Tensor
 
 from diffmf.ops.dispatch import triton_interpreting
+from diffmf.ops.triton.geometry import pow2 as _pow2
+from diffmf.ops.triton.geometry import sm_count
 
 logger = logging.getLogger(__name__)
 
@@ -240,16 +242,6 @@ def _channel_major(t: Tensor, v: RowsView) -> Tuple[Tensor, RowsView]:
     return t, _rows_like(v, t.shape[-1])
 
 
-def _pow2(x: int) -> int:
-    return 1 << max(0, int(x - 1).bit_length())
-
-
-def _sm_count(device: torch.device) -> int:
-    if device.type == "cuda":
-        return torch.cuda.get_device_properties(device).multi_processor_count
-    return 1
-
-
 @dataclass(frozen=True)
 class Tiles:
     """Launch shape: elements per program tile and warps, forward and backward."""
@@ -371,7 +363,7 @@ def layer_norm_bwd(
     if triton_interpreting():
         progs = min(total, INTERPRET_BWD_PROGRAMS)
     else:
-        progs = min(total, _sm_count(x.device) * cfg.bwd_programs_per_sm)
+        progs = min(total, sm_count(x.device, cpu=1) * cfg.bwd_programs_per_sm)
     dw_part = torch.zeros((max(progs, 1), C) if has_wb else (0,), dtype=torch.float32, device=x.device)
     db_part = torch.zeros_like(dw_part)
     if progs > 0:

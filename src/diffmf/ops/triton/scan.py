@@ -28,6 +28,8 @@ from torch import Tensor
 
 from diffmf.ops.dispatch import triton_interpreting
 from diffmf.ops.triton import kernels as _k
+from diffmf.ops.triton.geometry import pow2 as _pow2
+from diffmf.ops.triton.geometry import sm_count
 
 logger = logging.getLogger(__name__)
 
@@ -40,10 +42,6 @@ MIN_SEGLEN = 128  # shortest segment on a GPU: fewer segments, less carry traffi
 # Interpreter only (tests): None = prefetch in the forward-type sweeps, not in the backward
 # ones (as the GPU defaults); True/False force one code path everywhere.
 INTERPRET_PREFETCH: Optional[bool] = None
-
-
-def _pow2(x: int) -> int:
-    return 1 << max(0, int(x - 1).bit_length())
 
 
 @dataclass(frozen=True)
@@ -106,9 +104,7 @@ class Problem:
 # configuration
 # ----------------------------------------------------------------------------------------
 def _sm_count(device: torch.device) -> int:
-    if device.type == "cuda":
-        return torch.cuda.get_device_properties(device).multi_processor_count
-    return 4
+    return sm_count(device, cpu=4)  # interpreter: 4 "SMs" (segment lengths as the tests expect)
 
 
 def _parse_layout(text: str) -> Tuple[int, int, int, bool, int, int]:
