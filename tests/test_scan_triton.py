@@ -226,6 +226,27 @@ def test_kernel_specialisation_plan():
     assert {"OUTER", "NSEG", "P"} <= chain
 
 
+def test_memoised_planning_follows_the_environment(monkeypatch):
+    """Segment lengths and lane layouts are memoised per call shape, yet the environment
+    overrides still apply from the next call on (and going back restores the default)."""
+    monkeypatch.delenv(triton_scan.SEGLEN_ENV, raising=False)
+    monkeypatch.delenv(triton_scan.LAYOUT_FWD_ENV, raising=False)
+    o = triton_scan.Orientation((1, 3), outer=7, inner=30, so=1, si=7, seg_fast=True)
+    p = triton_scan.Problem(batch=1, K=4, D=64, N=16, length=7 * 30, orients=(o,), rev_from=2, u_shared=True)
+    cpu = torch.device("cpu")
+    first = triton_scan._finish(p, cpu).orients[0].seglen
+    monkeypatch.setenv(triton_scan.SEGLEN_ENV, "4")
+    assert triton_scan._finish(p, cpu).orients[0].seglen == 4 != first
+    monkeypatch.delenv(triton_scan.SEGLEN_ENV)
+    assert triton_scan._finish(p, cpu).orients[0].seglen == first
+    gpu = triton_scan._layout(64, 16, False, True, interpret=False)
+    assert (gpu.dpt, gpu.maxnreg) == (2, 128)
+    monkeypatch.setenv(triton_scan.LAYOUT_FWD_ENV, "1,1,4,1")
+    lay = triton_scan._layout(64, 16, False, True, interpret=False)
+    assert (lay.dpt, lay.maxnreg, lay.num_warps) == (1, 0, 4)
+    assert triton_scan._layout(64, 16, True, True, interpret=False).dpt == 2  # the backward's own setting
+
+
 @pytest.mark.parametrize("inner", [5, 17, 130, 480, 641])
 def test_gpu_segment_lengths_are_multiples_of_16(inner):
     """The GPU segment length is a multiple of 16 for any line length (one compiled kernel per

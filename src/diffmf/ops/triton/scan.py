@@ -18,6 +18,7 @@ and C state-contiguous (each pixel's N states adjacent, see :mod:`.kernels`):
 """
 from __future__ import annotations
 
+import functools
 import logging
 import os
 from dataclasses import dataclass, replace
@@ -114,6 +115,16 @@ def _parse_layout(text: str) -> Tuple[int, int, int, bool, int, int]:
 
 
 def _layout(D: int, N: int, backward: bool, seg_fast: bool, interpret: bool) -> Layout:
+    """Lane layout of a sweep (:func:`_make_layout`, memoised: it is asked for at every
+    launch, and the host's time per scan call limits eager inference and training)."""
+    override = os.environ.get(LAYOUT_BWD_ENV if backward else LAYOUT_FWD_ENV)
+    return _make_layout(D, N, backward, seg_fast, interpret, override, INTERPRET_PREFETCH)
+
+
+@functools.lru_cache(maxsize=256)
+def _make_layout(
+    D: int, N: int, backward: bool, seg_fast: bool, interpret: bool, override: Optional[str], interpret_prefetch: Optional[bool]
+) -> Layout:
     """Lane layout of a sweep (see :mod:`.kernels`).
 
     Defaults (measured, H100, 640x480 bf16: the layout sweeps of docs/benchmarks.md): every
@@ -130,10 +141,9 @@ def _layout(D: int, N: int, backward: bool, seg_fast: bool, interpret: bool) -> 
         ns = 2 if (backward and np_ >= 2) else 1
         dpt = 2 if D >= 2 else 1
         cg = min(_pow2(-(-D // dpt)), 4)  # D > 8 exercises the channel-block partial sums
-        prefetch = (not backward) if INTERPRET_PREFETCH is None else INTERPRET_PREFETCH  # both paths tested
+        prefetch = (not backward) if interpret_prefetch is None else interpret_prefetch  # both paths tested
         return Layout(dpt=dpt, npt=np_ // ns, sg=16, cg=cg, ns=ns, num_warps=1, prefetch=prefetch)
     dpt, ns, warps, prefetch, cg_max, maxnreg = (2, 1, 4, True, 0, 0) if backward else (2, 1, 4, True, 16, 128)
-    override = os.environ.get(LAYOUT_BWD_ENV if backward else LAYOUT_FWD_ENV)
     if override:
         dpt, ns, warps, prefetch, cg_max, maxnreg = _parse_layout(override)
     ns = min(ns, np_)
@@ -146,8 +156,11 @@ def _layout(D: int, N: int, backward: bool, seg_fast: bool, interpret: bool) -> 
     return Layout(dpt=dpt, npt=np_ // ns, sg=sg, cg=cg, ns=ns, num_warps=warps, prefetch=prefetch, maxnreg=maxnreg)
 
 
-def _seglen(o: Orientation, p: "Problem", lanes_per_seg: int, device: torch.device, interpret: bool) -> int:
-    forced = os.environ.get(SEGLEN_ENV)
+def _seglen(
+    o: Orientation, p: "Problem", lanes_per_seg: int, device: torch.device, interpret: bool, forced: Optional[str] = None
+) -> int:
+    """Steps per segment: ``forced`` (DIFFMF_TRITON_SEGLEN) if given, else enough segments
+    to fill the GPU, a multiple of 16."""
     if forced:
         return max(1, min(int(forced), o.inner))
     if interpret:
@@ -159,11 +172,17 @@ def _seglen(o: Orientation, p: "Problem", lanes_per_seg: int, device: torch.devi
 
 
 def _finish(p: Problem, device: torch.device) -> Problem:
-    interpret = triton_interpreting()
+    """``p`` with each orientation's segment geometry, memoised per problem, device and the
+    environment overrides that change it."""
+    return _make_finished(p, device, triton_interpreting(), os.environ.get(SEGLEN_ENV), os.environ.get(LAYOUT_FWD_ENV))
+
+
+@functools.lru_cache(maxsize=256)
+def _make_finished(p: Problem, device: torch.device, interpret: bool, seglen: Optional[str], layout_fwd: Optional[str]) -> Problem:
     orients = []
     for o in p.orients:
-        lay = _layout(p.D, p.N, False, o.seg_fast, interpret)
-        S = _seglen(o, p, -(-p.D // lay.dpt), device, interpret)
+        lay = _make_layout(p.D, p.N, False, o.seg_fast, interpret, layout_fwd, None)
+        S = _seglen(o, p, -(-p.D // lay.dpt), device, interpret, seglen)
         orients.append(replace(o, seglen=S, nseg=o.outer * (-(-o.inner // S))))
         logger.debug("routes %s: %d lines x %d steps, segments of %d steps (%d)", o.routes, o.outer, o.inner, S, orients[-1].nseg)
     return replace(p, orients=tuple(orients), nseg_stride=max(o.nseg for o in orients))
