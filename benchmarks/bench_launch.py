@@ -18,9 +18,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import statistics
 import sys
-import time
 from typing import Dict, List
 
 import torch
@@ -41,9 +39,9 @@ class _Recorder:
         return launch
 
 
-def _swap_kernels(make) -> Dict[str, object]:
+def swap_kernels(make) -> Dict[str, object]:
     """Replace every scan kernel of :mod:`diffmf.ops.triton.kernels` by ``make(name, fn)``;
-    returns the originals (for :func:`_restore`)."""
+    returns the originals (for :func:`restore_kernels`)."""
     import triton
 
     from diffmf.ops.triton import kernels as K
@@ -57,7 +55,7 @@ def _swap_kernels(make) -> Dict[str, object]:
     return saved
 
 
-def _restore(saved: Dict[str, object]) -> None:
+def restore_kernels(saved: Dict[str, object]) -> None:
     from diffmf.ops.triton import kernels as K
 
     for name, obj in saved.items():
@@ -67,27 +65,17 @@ def _restore(saved: Dict[str, object]) -> None:
 def record(fn) -> List[tuple]:
     """Run ``fn`` with every scan-kernel launch recorded (and still executed)."""
     log: List[tuple] = []
-    saved = _swap_kernels(lambda name, f: _Recorder(name, f, log))
+    saved = swap_kernels(lambda name, f: _Recorder(name, f, log))
     try:
         fn()
     finally:
-        _restore(saved)
+        restore_kernels(saved)
     return log
 
 
 class _NoLaunch:
     def __getitem__(self, grid):
         return lambda *args, **kw: None
-
-
-def per_launch_us(call, reps: int) -> float:
-    torch.cuda.synchronize()
-    t0 = time.perf_counter()
-    for _ in range(reps):
-        call()
-    t = (time.perf_counter() - t0) / reps * 1e6
-    torch.cuda.synchronize()
-    return t
 
 
 def main(argv=None) -> int:
@@ -100,7 +88,7 @@ def main(argv=None) -> int:
 
     from diffmf.ops.triton.scan import selective_scan_2d_triton
     sys.path.insert(0, os.path.dirname(__file__))
-    from bench_scan import make_inputs
+    from bench_scan import host_ms, make_inputs
 
     h, w = (int(v) for v in a.shape.split("x"))
     dev = torch.device("cuda")
@@ -116,24 +104,24 @@ def main(argv=None) -> int:
     rows: List[Dict] = []
     for name, f, grid, args, kw, ck in log:
         meta = dict(kw)
-        jit_us = per_launch_us(lambda: f[grid](*args, **meta), a.reps)
+        jit_us = 1e3 * host_ms(lambda i: f[grid](*args, **meta), a.reps)
         consts = [p.name for p in f.params if p.is_constexpr]
         bound = f.signature.bind(*args, **{k: v for k, v in meta.items() if k in f.signature.parameters})
         bound.apply_defaults()
         full = list(bound.arguments.values())
         runner = ck[tuple(grid) + (1,) * (3 - len(grid))]
         try:
-            direct_us = per_launch_us(lambda: runner(*full), a.reps)
+            direct_us = 1e3 * host_ms(lambda i: runner(*full), a.reps)
         except Exception as exc:  # launcher signature differs across Triton versions
             direct_us = float("nan")
             print(f"direct launch of {name} failed: {exc!r}"[:200])
         rows.append(dict(kernel=name, args=len(args) + len(consts), jit_us=jit_us, direct_us=direct_us))
-    saved = _swap_kernels(lambda name, f: _NoLaunch())
+    saved = swap_kernels(lambda name, f: _NoLaunch())
     try:
         with torch.no_grad():
-            py_us = per_launch_us(lambda: selective_scan_2d_triton(*ins, True), 50)
+            py_us = 1e3 * host_ms(lambda i: selective_scan_2d_triton(*ins, True), 50)
     finally:
-        _restore(saved)
+        restore_kernels(saved)
     print(f"{torch.cuda.get_device_name()}  torch {torch.__version__}  triton {triton.__version__}  {h}x{w}")
     print(f"{'kernel':<22} {'args':>4} {'jit us':>8} {'direct us':>9}")
     for r in rows:

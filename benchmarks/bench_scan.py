@@ -90,15 +90,22 @@ def min_bytes(batch, k, d, n, h, w, dtype) -> Dict[str, float]:
     return {"fwd": fwd, "bwd": bwd}
 
 
-def launch_split(fwd, reps: int) -> Dict[str, float]:
-    """The forward's GPU time without launch gaps (replayed as one CUDA graph) and the host
-    time to enqueue one eager call (no synchronisation inside the timed calls)."""
+def host_ms(fn, reps: int) -> float:
+    """Host time per call of ``fn(i)`` to enqueue its work (no synchronisation between the
+    timed calls; the GPU is drained before and after)."""
     torch.cuda.synchronize()
     t0 = time.perf_counter()
     for i in range(reps):
-        fwd(i)
-    cpu = (time.perf_counter() - t0) / reps * 1e3
+        fn(i)
+    t = (time.perf_counter() - t0) / reps * 1e3
     torch.cuda.synchronize()
+    return t
+
+
+def launch_split(fwd, reps: int) -> Dict[str, float]:
+    """The forward's GPU time without launch gaps (replayed as one CUDA graph) and the host
+    time to enqueue one eager call (no synchronisation inside the timed calls)."""
+    cpu = host_ms(fwd, reps)
     g = torch.cuda.CUDAGraph()
     side = torch.cuda.Stream()
     side.wait_stream(torch.cuda.current_stream())

@@ -64,16 +64,12 @@ class _Recorder:
 def record_launches(a) -> List[Tuple[str, object, tuple, dict]]:
     """Run the 2-D op forward and backward on CPU with every kernel launch recorded."""
     import torch
-    import triton
+    from bench_launch import swap_kernels  # this folder is on sys.path when run as a script
 
-    from diffmf.ops.triton import kernels as K
     from diffmf.ops.triton import scan as S
 
     log: List[Tuple[str, object, tuple, dict]] = []
-    for name in dir(K):
-        obj = getattr(K, name)
-        if isinstance(obj, triton.runtime.jit.JITFunction) and name.endswith("_kernel"):
-            setattr(K, name, _Recorder(name, obj, log))
+    swap_kernels(lambda name, fn: _Recorder(name, fn, log))  # for the rest of this process
     S._sm_count = lambda device: a.sms
     S.triton_interpreting = lambda: False
     dt = getattr(torch, a.dtype)

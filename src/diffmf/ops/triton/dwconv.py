@@ -22,6 +22,7 @@ import triton.language as tl
 from torch import Tensor
 
 from diffmf.ops.dispatch import triton_interpreting
+from diffmf.ops.triton.geometry import pow2
 
 
 # H only bounds the masks: unspecialised (one compiled kernel less per image-height class);
@@ -73,8 +74,8 @@ def dwconv_silu_triton(x: Tensor, weight: Tensor, bias: Optional[Tensor], dtype:
     wt = weight.detach().to(dtype).reshape(C, k * k).contiguous()
     bt = bias.detach().to(dtype).contiguous() if bias is not None else wt
     bc, bw = (16, 16) if triton_interpreting() else (32, 64)
-    bc = min(bc, triton.next_power_of_2(C))
-    bw = min(bw, triton.next_power_of_2(W))
+    bc = min(bc, pow2(C))
+    bw = min(bw, pow2(W))
     grid = (triton.cdiv(W, bw) * H, B * triton.cdiv(C, bc))
     _dwconv_silu_kernel[grid](
         x, wt, bt, y, *x.stride(), H, W, C,

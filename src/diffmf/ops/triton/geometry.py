@@ -5,7 +5,7 @@ import torch
 
 
 def pow2(x: int) -> int:
-    """The smallest power of two >= x (1 for x <= 1): Triton block sizes."""
+    """The smallest power of two >= x, for x >= 1 (Triton block sizes)."""
     return 1 << max(0, int(x - 1).bit_length())
 
 
