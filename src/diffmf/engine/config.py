@@ -81,6 +81,9 @@ class LoopConfig:
     find_unused_parameters: bool = False  # DDP; needed by some ablation variants
     deterministic: bool = False  # torch.use_deterministic_algorithms (slower on GPU)
     compile: bool = False  # torch.compile the network
+    # Forward + loss + backward replayed from a CUDA graph: auto (on for CUDA without compile;
+    # eager steps if the capture fails) | on (true) | off (false). YAML reads on/off as booleans.
+    cuda_graph: Union[bool, str] = "auto"
     time_limit: float = 0.0  # seconds of training after which the run stops like an interrupt (checkpoint, exit); 0 = none
 
 

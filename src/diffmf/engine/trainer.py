@@ -2,7 +2,9 @@
 
 Per step: a batch of random crops -> network (autocast bf16/fp16 on GPUs) -> fusion loss
 (eq. 14, fp32) -> backward -> gradient clipping -> Adam -> LR schedule -> EMA update.
-Rank 0 logs, validates and writes checkpoints; every rank stops at the same step.
+Rank 0 logs, validates and writes checkpoints; every rank stops at the same step. On CUDA the
+forward, loss and backward are replayed from a CUDA graph (``train.cuda_graph``,
+:mod:`diffmf.engine.graphed_step`); the rest of the step is the same eager code.
 
 Checkpoints (``<out>/checkpoints/step_XXXXXXXX.pt`` and ``latest.pt``) are written atomically
 every ``train.checkpoint_every`` steps, at the end, and when the run is interrupted (SIGINT /
@@ -40,6 +42,7 @@ from diffmf.engine import distributed as D
 from diffmf.engine.checkpoint import export_weights, load_checkpoint, save_checkpoint, unwrap
 from diffmf.engine.config import TrainConfig
 from diffmf.engine.ema import ModelEMA
+from diffmf.engine.graphed_step import GraphedTrainStep, resolve_cuda_graph
 from diffmf.engine.optim import build_optimizer, build_scheduler
 from diffmf.engine.tracking import Tracker, add_log_file, image_grid
 from diffmf.losses.fusion import FusionLoss
@@ -153,7 +156,18 @@ class Trainer:
         self.net: nn.Module = self.model
         if cfg.train.compile:
             self.net = torch.compile(self.net)
-        if self.info.enabled:
+        # Graphed steps: forward + loss + backward replayed from a CUDA graph. Not wrapped in
+        # DDP (its gradient hooks cannot run inside a replay): the gradients are all-reduced
+        # after each replay in one flat buffer, and rank 0's weights are broadcast here as DDP
+        # would.
+        self.graphed: Optional[GraphedTrainStep] = None
+        if resolve_cuda_graph(cfg.train.cuda_graph, self.device, compiled=cfg.train.compile):
+            self.graphed = GraphedTrainStep(self.net, self.loss_fn, [p for p in self.model.parameters() if p.requires_grad],
+                                            autocast=self.amp_dtype, scale=self.scaler.scale,
+                                            strict=cfg.train.cuda_graph in ("on", True))
+            if self.info.enabled:
+                D.broadcast_module(self.model)
+        elif self.info.enabled:
             from torch.nn.parallel import DistributedDataParallel as DDP
 
             # Ablation variants may leave modules unused: let DDP look for them there.
@@ -281,13 +295,19 @@ class Trainer:
         return torch.autocast(self.device.type, dtype=self.amp_dtype)
 
     def _train_step(self, batch: Dict[str, Any]) -> Dict[str, torch.Tensor]:
-        ir = batch["ir"].to(self.device, non_blocking=True)
-        vi = batch["vi"].to(self.device, non_blocking=True)
-        with self._autocast():
-            fused = self.net(ir, vi)
-        loss, parts = self.loss_fn(fused, ir, vi)
-        self.optimizer.zero_grad(set_to_none=True)
-        self.scaler.scale(loss).backward()
+        if self.graphed is not None:
+            parts, fused, ir, vi = self.graphed(batch["ir"], batch["vi"])
+            parts = dict(parts)
+            if self.info.enabled:
+                self._all_reduce_grads()
+        else:
+            ir = batch["ir"].to(self.device, non_blocking=True)
+            vi = batch["vi"].to(self.device, non_blocking=True)
+            with self._autocast():
+                fused = self.net(ir, vi)
+            loss, parts = self.loss_fn(fused, ir, vi)
+            self.optimizer.zero_grad(set_to_none=True)
+            self.scaler.scale(loss).backward()
         if self.cfg.optim.grad_clip > 0:
             self.scaler.unscale_(self.optimizer)
             parts["grad_norm"] = torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.optim.grad_clip).detach()
@@ -298,6 +318,14 @@ class Trainer:
             self.ema.update(self.model)
         self._last_batch = (ir, vi, fused)
         return parts
+
+    def _all_reduce_grads(self) -> None:
+        """Average the gradients over the ranks (what DDP does), in one flat buffer."""
+        grads = [p.grad for p in self.model.parameters() if p.grad is not None]
+        flat = torch._utils._flatten_dense_tensors(grads)
+        torch.distributed.all_reduce(flat)
+        flat.div_(self.info.world_size)
+        torch._foreach_copy_(grads, list(torch._utils._unflatten_dense_tensors(flat, grads)))
 
     def _reduce(self, parts: Dict[str, torch.Tensor]) -> Dict[str, float]:
         keys = sorted(parts)
@@ -333,8 +361,9 @@ class Trainer:
         bar = tqdm(total=total, initial=self.step, desc="train", unit="step", dynamic_ncols=True,
                    disable=not (self.info.is_main and sys.stderr.isatty()))
         logger.info("training %s: %d steps, global batch %d (%d per process x %d), %d pairs, %d steps/epoch, "
-                    "device %s, amp %s", cfg.name, total, cfg.data.batch_size, self.batch_per_rank,
-                    self.info.world_size, len(self.dataset), self.steps_per_epoch, self.device, self.amp_dtype)
+                    "device %s, amp %s, %s steps", cfg.name, total, cfg.data.batch_size, self.batch_per_rank,
+                    self.info.world_size, len(self.dataset), self.steps_per_epoch, self.device, self.amp_dtype,
+                    "CUDA-graphed" if self.graphed is not None else "eager")
         self.net.train()
         it = None
         last_saved = self.step

@@ -16,6 +16,7 @@ The 1/HW norms are means over pixels; the batch is averaged as well.
 """
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from typing import Dict
 
@@ -29,10 +30,17 @@ SOBEL_X = ((-1.0, 0.0, 1.0), (-2.0, 0.0, 2.0), (-1.0, 0.0, 1.0))
 SOBEL_Y = ((1.0, 2.0, 1.0), (0.0, 0.0, 0.0), (-1.0, -2.0, -1.0))
 
 
+@functools.lru_cache(maxsize=None)
+def _sobel_kernels(dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+    """``(2, 1, 3, 3)`` Sobel x / y, made once per dtype and device: a host-to-device copy
+    inside the loss would break the CUDA-graph capture of a training step."""
+    return torch.tensor([SOBEL_X, SOBEL_Y], dtype=dtype).to(device)[:, None]
+
+
 def sobel_gradient(x: torch.Tensor) -> torch.Tensor:
     """``|x * Sx| + |x * Sy|`` for ``(B, C, H, W)`` (3x3 Sobel, zero padding, cross-correlation)."""
     c = x.shape[1]
-    k = torch.tensor([SOBEL_X, SOBEL_Y], dtype=x.dtype, device=x.device)[:, None]  # (2, 1, 3, 3)
+    k = _sobel_kernels(x.dtype, x.device)
     g = F.conv2d(x.reshape(-1, 1, *x.shape[-2:]), k, padding=1)  # (B*C, 2, H, W)
     return g.abs().sum(dim=1).reshape(x.shape[0], c, *x.shape[-2:])
 

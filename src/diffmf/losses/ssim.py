@@ -8,6 +8,8 @@ loss, not the evaluation metric (see :mod:`diffmf.metrics` for SSIM as a metric)
 """
 from __future__ import annotations
 
+import functools
+
 import torch
 import torch.nn.functional as F
 
@@ -23,12 +25,19 @@ def gaussian_window(window_size: int = 11, sigma: float = 1.5, *, dtype=torch.fl
     return (g[:, None] @ g[None, :]).to(dtype=dtype, device=device)[None, None]
 
 
+@functools.lru_cache(maxsize=None)
+def _window(window_size: int, sigma: float, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+    """:func:`gaussian_window`, made once per size, dtype and device (no host-to-device copy
+    per call: the training step may be captured in a CUDA graph)."""
+    return gaussian_window(window_size, sigma, dtype=dtype, device=device)
+
+
 def ssim_map(x: torch.Tensor, y: torch.Tensor, window_size: int = 11, sigma: float = 1.5) -> torch.Tensor:
     """Per-pixel SSIM of ``x`` and ``y``, ``(B, C, H, W)`` in [0, 1] -> ``(B, C, H, W)``."""
     if x.shape != y.shape:
         raise ValueError(f"ssim: shapes differ {tuple(x.shape)} vs {tuple(y.shape)}")
     c = x.shape[1]
-    w = gaussian_window(window_size, sigma, dtype=x.dtype, device=x.device).expand(c, 1, window_size, window_size)
+    w = _window(window_size, sigma, x.dtype, x.device).expand(c, 1, window_size, window_size)
     pad = window_size // 2
 
     def filt(t: torch.Tensor) -> torch.Tensor:

@@ -1,0 +1,130 @@
+"""The CUDA-graphed training step (:mod:`diffmf.engine.graphed_step`).
+
+On the CPU: the ``train.cuda_graph`` switch and the eager twin. On a GPU (skipped without CUDA
+and under Triton's interpreter; run ``TRITON_INTERPRET=0 python -m pytest
+tests/test_graphed_step.py``): graphed training matches eager training bit for bit with
+deterministic algorithms, in float32, bf16 and fp16 (grad scaler), and an interrupted and
+resumed graphed run matches an uninterrupted one.
+"""
+import os
+from pathlib import Path
+
+import pytest
+import torch
+
+from diffmf.data.synthetic import make_synthetic_pairs
+from diffmf.engine.checkpoint import load_checkpoint
+from diffmf.engine.config import load_config
+from diffmf.engine.graphed_step import GraphedTrainStep, resolve_cuda_graph
+from diffmf.engine.trainer import Trainer, params_digest
+from diffmf.losses.fusion import FusionLoss
+
+cuda = pytest.mark.skipif(
+    not torch.cuda.is_available() or os.environ.get("TRITON_INTERPRET") == "1",
+    reason="CUDA graphs need a CUDA GPU and compiled kernels (on a GPU: TRITON_INTERPRET=0 python -m pytest "
+           "tests/test_graphed_step.py)",
+)
+
+
+@pytest.fixture(autouse=True)
+def _restore_determinism():
+    """``train.deterministic`` switches a process-wide flag; give it back."""
+    before = torch.are_deterministic_algorithms_enabled()
+    yield
+    torch.use_deterministic_algorithms(before)
+
+
+def test_the_switch_says_why_it_cannot_graph():
+    cpu, gpu = torch.device("cpu"), torch.device("cuda", 0)
+    assert resolve_cuda_graph("off", gpu, compiled=False) is False
+    assert resolve_cuda_graph("auto", gpu, compiled=False) is True
+    assert resolve_cuda_graph("on", gpu, compiled=False) is True
+    assert resolve_cuda_graph("auto", cpu, compiled=False) is False
+    assert resolve_cuda_graph("auto", gpu, compiled=True) is False
+    assert resolve_cuda_graph(True, gpu, compiled=False) is True and resolve_cuda_graph(False, gpu, compiled=False) is False
+    with pytest.raises(ValueError, match="need a CUDA device, the run is on cpu"):
+        resolve_cuda_graph("on", cpu, compiled=False)
+    with pytest.raises(ValueError, match="torch.compile"):
+        resolve_cuda_graph("on", gpu, compiled=True)
+    with pytest.raises(ValueError, match="auto, on or off"):
+        resolve_cuda_graph("yes", gpu, compiled=False)
+
+
+@pytest.fixture(scope="module")
+def pairs_root(tmp_path_factory):
+    return make_synthetic_pairs(tmp_path_factory.mktemp("syn"), n=6, size=(40, 44))
+
+
+def tiny(out: Path, root: Path, *extra: str):
+    return load_config("diffmf_tiny", [f"data.roots=[{root}]", f"out_dir={out}", "data.crop_size=32", "data.batch_size=2",
+                                       "data.num_workers=0", "train.log_every=1", "train.checkpoint_every=0",
+                                       "train.image_every=0", "train.tensorboard=false", *extra])
+
+
+def test_trainer_on_the_cpu_refuses_cuda_graph_on(tmp_path, pairs_root):
+    with pytest.raises(ValueError, match="train.cuda_graph=on"):
+        Trainer(tiny(tmp_path / "run", pairs_root, "train.device=cpu", "train.cuda_graph=on"))
+
+
+def test_cpu_steps_run_the_eager_twin():
+    torch.manual_seed(0)
+    net = torch.nn.Conv2d(2, 1, 3, padding=1)
+    fn = FusionLoss()
+    params = list(net.parameters())
+    step = GraphedTrainStep(lambda a, b: torch.sigmoid(net(torch.cat([a, b], 1))), fn, params, autocast=None)
+    ir, vi = torch.rand(2, 1, 12, 13), torch.rand(2, 1, 12, 13)
+    for p in params:
+        p.grad = torch.full_like(p, 7.0)  # stale gradients must be replaced, not added to
+    parts, fused, ir_d, vi_d = step(ir, vi)
+    got = [p.grad.clone() for p in params]
+    for p in params:
+        p.grad = None
+    loss, ref_parts = fn(torch.sigmoid(net(torch.cat([ir, vi], 1))), ir, vi)
+    loss.backward()
+    for g, p in zip(got, params):
+        assert torch.equal(g, p.grad)
+    assert torch.equal(parts["loss"], ref_parts["loss"]) and fused.shape == ir.shape
+    assert torch.equal(ir_d, ir) and torch.equal(vi_d, vi)
+    assert step.replays == 0
+
+
+@cuda
+@pytest.mark.parametrize("amp", ["none", "bf16", "fp16"])
+def test_graphed_training_matches_eager_training(tmp_path, pairs_root, amp):
+    runs = {}
+    for mode in ("off", "on"):
+        cfg = tiny(tmp_path / mode, pairs_root, "train.steps=5", "train.device=cuda", f"train.amp={amp}",
+                   "train.deterministic=true", f"train.cuda_graph={mode}")
+        trainer = Trainer(cfg)
+        trainer.fit()
+        runs[mode] = trainer
+    eager, graphed = runs["off"], runs["on"]
+    assert eager.graphed is None and graphed.graphed is not None and graphed.graphed.replays == 5
+    assert [h["loss"] for h in eager.history] == [h["loss"] for h in graphed.history]
+    assert params_digest(eager.model) == params_digest(graphed.model)
+    assert params_digest(eager.ema.module) == params_digest(graphed.ema.module)
+
+
+@cuda
+def test_interrupted_and_resumed_graphed_run_is_bit_identical(tmp_path, pairs_root):
+    def cfg(out, *extra):
+        return tiny(out, pairs_root, "train.steps=6", "train.device=cuda", "train.amp=bf16", "train.deterministic=true",
+                    "train.cuda_graph=on", *extra)
+
+    full = Trainer(cfg(tmp_path / "full"))
+    full.fit()
+
+    def interrupt(trainer, step):
+        if step == 4:
+            trainer.request_stop()
+
+    assert Trainer(cfg(tmp_path / "split"), on_step=interrupt).fit()["step"] == 4
+    second = Trainer(cfg(tmp_path / "split"))
+    assert second.step == 4 and second.fit()["step"] == 6
+    assert params_digest(full.model) == params_digest(second.model)
+    a = load_checkpoint(tmp_path / "full" / "checkpoints" / "latest.pt")
+    b = load_checkpoint(tmp_path / "split" / "checkpoints" / "latest.pt")
+    for key in ("step", "epoch", "batch_in_epoch"):
+        assert a[key] == b[key], key
+    for k in a["model"]:
+        assert torch.equal(a["model"][k], b["model"][k]), k
