@@ -6,6 +6,7 @@ tests/test_graphed_step.py``): graphed training matches eager training bit for b
 deterministic algorithms, in float32, bf16 and fp16 (grad scaler), and an interrupted and
 resumed graphed run matches an uninterrupted one.
 """
+import copy
 import os
 from pathlib import Path
 
@@ -128,3 +129,67 @@ def test_interrupted_and_resumed_graphed_run_is_bit_identical(tmp_path, pairs_ro
         assert a[key] == b[key], key
     for k in a["model"]:
         assert torch.equal(a["model"][k], b["model"][k]), k
+
+
+def _conv_step(**kwargs):
+    torch.manual_seed(0)
+    net = torch.nn.Conv2d(2, 1, 3, padding=1).cuda()
+    params = list(net.parameters())
+    return net, params, GraphedTrainStep(lambda a, b: torch.sigmoid(net(torch.cat([a, b], 1))), FusionLoss(), params,
+                                         autocast=None, **kwargs)
+
+
+def _eager_grads(net, ir, vi):
+    """Reference gradients from a copy of ``net`` (the graphed step's ``param.grad`` tensors
+    must not be touched)."""
+    twin = copy.deepcopy(net)
+    loss, _ = FusionLoss()(torch.sigmoid(twin(torch.cat([ir, vi], 1))), ir, vi)
+    loss.backward()
+    return [p.grad for p in twin.parameters()]
+
+
+@cuda
+def test_replays_and_other_shapes_give_the_eager_gradients():
+    net, params, step = _conv_step()
+    shapes = [(2, 1, 24, 20), (2, 1, 24, 20), (3, 1, 17, 23), (2, 1, 24, 20)]  # capture, replay, eager, replay
+    grads = None
+    for shape in shapes:
+        ir, vi = torch.rand(shape), torch.rand(shape)
+        step(ir, vi)
+        if grads is None:
+            grads = [p.grad for p in params]
+        assert all(p.grad is g for p, g in zip(params, grads))  # the graph's tensors stay in place
+        for g, w in zip(grads, _eager_grads(net, ir.cuda(), vi.cuda())):
+            torch.testing.assert_close(g, w, rtol=1e-5, atol=1e-6)
+    assert step.replays == 3  # the odd shape ran eagerly
+
+
+@cuda
+def test_a_failed_capture_falls_back_or_raises(caplog):
+    def syncing(a, b, net):
+        if float(a.sum()) < -1:  # a host synchronisation: not allowed while capturing
+            raise AssertionError
+        return torch.sigmoid(net(torch.cat([a, b], 1)))
+
+    for strict in (False, True):
+        torch.manual_seed(0)
+        net = torch.nn.Conv2d(2, 1, 3, padding=1).cuda()
+        step = GraphedTrainStep(lambda a, b: syncing(a, b, net), FusionLoss(), list(net.parameters()), autocast=None,
+                                strict=strict)
+        ir, vi = torch.rand(2, 1, 16, 16), torch.rand(2, 1, 16, 16)
+        if strict:
+            with pytest.raises(RuntimeError, match="train.cuda_graph=on"):
+                step(ir, vi)
+        else:
+            with caplog.at_level("WARNING"):
+                parts, *_ = step(ir, vi)
+            assert "training eagerly from now on" in caplog.text and not step.enabled
+            assert torch.isfinite(parts["loss"]) and all(p.grad is not None for p in net.parameters())
+        # The process goes on: random draws and new captures work after the failed capture.
+        assert torch.rand(3, device="cuda").shape == (3,)
+        x = torch.ones(4, device="cuda")
+        g = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(g):
+            y = x * torch.rand(4, device="cuda")
+        g.replay()
+        assert bool((y >= 0).all())

@@ -35,6 +35,8 @@ import torch
 import torch.nn as nn
 from torch import Tensor
 
+from diffmf.engine.graphs import recover_from_failed_capture
+
 logger = logging.getLogger(__name__)
 
 LossFn = Callable[[Tensor, Tensor, Tensor], Tuple[Tensor, Dict[str, Tensor]]]
@@ -137,9 +139,10 @@ class GraphedTrainStep:
                 p.grad = None  # the capture allocates the gradients in the graph's pool
             torch.cuda.synchronize(dev)
             with torch.cuda.graph(graph):
-                out = self._forward_backward(s_ir, s_vi, cache=False)
+                parts, fused = self._forward_backward(s_ir, s_vi, cache=False)
+                out = (parts, fused.detach())  # keeping the autograd graph alive would pin its nodes
         except Exception as exc:  # noqa: BLE001 - any capture failure: eager from now on, or raise
-            torch.cuda.synchronize(dev)
+            recover_from_failed_capture(dev)
             for p in self.params:
                 p.grad = None
             self.enabled = False

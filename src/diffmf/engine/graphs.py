@@ -28,6 +28,23 @@ from torch import Tensor
 logger = logging.getLogger(__name__)
 
 
+def recover_from_failed_capture(device: torch.device) -> None:
+    """Undo what a capture that raised leaves behind, so the process can go on eagerly.
+
+    When the capture body raises, ``cudaStreamEndCapture`` fails in ``capture_end`` before
+    PyTorch closes the capture of the CUDA random generator, which then refuses every later
+    random draw ("Offset increment outside graph capture encountered unexpectedly"). A
+    successful capture of one tiny op closes it again (checked in tests/test_graphed_step.py).
+    """
+    torch.cuda.synchronize(device)
+    scratch = torch.zeros(1, device=device)
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        scratch.add_(1)
+    del graph
+    torch.cuda.synchronize(device)
+
+
 class GraphedCall:
     """``fn(*inputs)`` replayed from CUDA graphs, one per input signature.
 
@@ -92,7 +109,7 @@ class GraphedCall:
             self._graphs.clear()
             logger.warning("CUDA graph capture failed (%s: %s); running eagerly from now on",
                            type(exc).__name__, str(exc).splitlines()[0] if str(exc) else "")
-            torch.cuda.synchronize(args[0].device)
+            recover_from_failed_capture(args[0].device)
             return None
         if not isinstance(static_out, Tensor):
             self.enabled = False
