@@ -15,10 +15,11 @@ import torch
 
 from diffmf.data.synthetic import make_synthetic_pairs
 from diffmf.engine.checkpoint import load_checkpoint
-from diffmf.engine.config import load_config
 from diffmf.engine.graphed_step import GraphedTrainStep, resolve_cuda_graph
 from diffmf.engine.trainer import Trainer, params_digest
 from diffmf.losses.fusion import FusionLoss
+
+from test_train import tiny as tiny_train_config  # tests/ is on sys.path (pytest's rootdir-less test modules)
 
 cuda = pytest.mark.skipif(
     not torch.cuda.is_available() or os.environ.get("TRITON_INTERPRET") == "1",
@@ -57,9 +58,8 @@ def pairs_root(tmp_path_factory):
 
 
 def tiny(out: Path, root: Path, *extra: str):
-    return load_config("diffmf_tiny", [f"data.roots=[{root}]", f"out_dir={out}", "data.crop_size=32", "data.batch_size=2",
-                                       "data.num_workers=0", "train.log_every=1", "train.checkpoint_every=0",
-                                       "train.image_every=0", "train.tensorboard=false", *extra])
+    """The CPU training tests' tiny-preset config, on 32x32 crops."""
+    return tiny_train_config(out, root, "data.crop_size=32", *extra)
 
 
 def test_trainer_on_the_cpu_refuses_cuda_graph_on(tmp_path, pairs_root):
