@@ -193,3 +193,28 @@ def test_a_failed_capture_falls_back_or_raises(caplog):
             y = x * torch.rand(4, device="cuda")
         g.replay()
         assert bool((y >= 0).all())
+
+
+@pytest.mark.skipif(torch.cuda.device_count() < 2 or os.environ.get("TRITON_INTERPRET") == "1",
+                    reason="needs 2 CUDA GPUs and compiled kernels")
+def test_two_gpus_graphed_match_ddp(tmp_path, pairs_root):
+    """torchrun on 2 GPUs: graphed steps (one flat all-reduce) end with the weights of DDP."""
+    import json
+    import subprocess
+    import sys
+
+    digests = {}
+    for mode in ("off", "on"):
+        out = tmp_path / mode
+        cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m", "diffmf",
+               "train", "diffmf_tiny", "--set", f"data.roots=[{pairs_root}]", f"out_dir={out}", "data.crop_size=32",
+               "data.batch_size=4", "data.num_workers=0", "train.steps=5", "train.checkpoint_every=0",
+               "train.image_every=0", "train.tensorboard=false", "train.amp=bf16", "train.deterministic=true",
+               f"train.cuda_graph={mode}"]
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=400)
+        assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+        final = json.loads((out / "final_state.json").read_text())
+        assert final["ranks_in_sync"] and final["step"] == 5, final
+        digests[mode] = final["params_sha256"][0]
+        assert ("CUDA-graphed steps" in (out / "train.log").read_text()) == (mode == "on")
+    assert digests["on"] == digests["off"]

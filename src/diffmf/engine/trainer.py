@@ -320,11 +320,12 @@ class Trainer:
         return parts
 
     def _all_reduce_grads(self) -> None:
-        """Average the gradients over the ranks (what DDP does), in one flat buffer."""
+        """Average the gradients over the ranks in one flat buffer, as DDP's default hook does
+        per bucket (divide by the world size, then sum)."""
         grads = [p.grad for p in self.model.parameters() if p.grad is not None]
         flat = torch._utils._flatten_dense_tensors(grads)
-        torch.distributed.all_reduce(flat)
         flat.div_(self.info.world_size)
+        torch.distributed.all_reduce(flat)
         torch._foreach_copy_(grads, list(torch._utils._unflatten_dense_tensors(flat, grads)))
 
     def _reduce(self, parts: Dict[str, torch.Tensor]) -> Dict[str, float]:
