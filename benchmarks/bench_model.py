@@ -6,7 +6,8 @@
 * Scaling from 256x256 to 2048x2048: time and peak memory, and their ratios to the 256x256
   run next to the pixel-count ratio (linear scaling means the ratios match).
 * Training throughput: pairs/s of full steps (forward, the paper's loss, backward, AdamW
-  step) on 128x128 crops, batch 16, bf16 autocast.
+  step) on 128x128 crops, batch 16, bf16 autocast; eager and with forward + loss + backward
+  replayed from a CUDA graph (the trainer's default).
 
 The active selective-scan backend is reported (``auto`` picks Triton on CUDA). Prints a table;
 ``--out DIR`` writes ``bench_model.json``.
@@ -80,9 +81,12 @@ def fuse_latency(model, h: int, w: int, dev, reps: int, warmup: int, graphs: boo
     return res
 
 
-def train_step_fn(model, dev, batch: int, crop: int) -> Callable[[], None]:
+def train_step_fn(model, dev, batch: int, crop: int, graphed: bool = False) -> Callable[[], None]:
     """One training step on random ``batch x 1 x crop x crop`` pairs (forward under bf16
-    autocast, the paper's loss, backward, AdamW); puts ``model`` in train mode."""
+    autocast, the paper's loss, backward, AdamW); puts ``model`` in train mode. ``graphed``:
+    forward + loss + backward replayed from a CUDA graph, as the trainer does by default
+    (:class:`diffmf.engine.graphed_step.GraphedTrainStep`)."""
+    from diffmf.engine.graphed_step import GraphedTrainStep
     from diffmf.losses import FusionLoss
 
     loss_fn = FusionLoss()
@@ -90,13 +94,12 @@ def train_step_fn(model, dev, batch: int, crop: int) -> Callable[[], None]:
     model.train()
     ir = torch.rand(batch, 1, crop, crop, device=dev)
     vi = torch.rand(batch, 1, crop, crop, device=dev)
+    fwd_bwd = GraphedTrainStep(model, loss_fn, list(model.parameters()), autocast=torch.bfloat16, strict=True)
+    if not graphed:
+        fwd_bwd = fwd_bwd.eager
 
     def step() -> None:
-        with torch.autocast("cuda", dtype=torch.bfloat16):
-            fused = model(ir, vi)
-        loss, _ = loss_fn(fused, ir, vi)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
+        fwd_bwd(ir, vi)
         opt.step()
 
     return step
@@ -119,14 +122,17 @@ def conv_check(model, dev, h: int = 480, w: int = 640) -> Dict:
     return dict(max_abs=float(diff.max()), mean_abs=float(diff.mean()), triton_ms=res["triton_ms"], torch_ms=res["torch_ms"])
 
 
-def train_throughput(model, dev, batch: int, crop: int, steps: int, warmup: int) -> Dict:
-    step = train_step_fn(model, dev, batch, crop)
+def train_throughput(model, dev, batch: int, crop: int, steps: int, warmup: int, graphed: bool = False) -> Dict:
+    """Median step time; peak memory is the reserved peak (a graph's tensors live in its
+    private pool, which "allocated" stops counting once the capture is over)."""
+    step = train_step_fn(model, dev, batch, crop, graphed)
+    torch.cuda.empty_cache()
     torch.cuda.reset_peak_memory_stats()
     t = time_ms(step, steps, warmup)
     ms = statistics.median(t)
     model.eval()
-    return dict(batch=batch, crop=crop, ms_per_step=ms, pairs_per_s=batch / (ms * 1e-3),
-                peak_mem_MiB=torch.cuda.max_memory_allocated() / 2**20)
+    return dict(batch=batch, crop=crop, graphed=graphed, ms_per_step=ms, pairs_per_s=batch / (ms * 1e-3),
+                peak_reserved_MiB=torch.cuda.max_memory_reserved() / 2**20)
 
 
 def main(argv=None) -> int:
@@ -185,10 +191,13 @@ def main(argv=None) -> int:
               f"{r.get('graph_ms', float('nan')):9.2f}", flush=True)
         torch.cuda.empty_cache()
     if not args.skip_train:
-        r = train_throughput(model, dev, args.train_batch, args.train_crop, args.train_steps, args.warmup)
-        out["train"] = r
-        print(f"train {r['crop']}x{r['crop']} batch {r['batch']}: {r['ms_per_step']:.1f} ms/step, "
-              f"{r['pairs_per_s']:.0f} pairs/s, peak {r['peak_mem_MiB']:.0f} MiB", flush=True)
+        out["train"] = []
+        for graphed in (False, True):
+            r = train_throughput(model, dev, args.train_batch, args.train_crop, args.train_steps, args.warmup, graphed)
+            out["train"].append(r)
+            print(f"train {r['crop']}x{r['crop']} batch {r['batch']} ({'CUDA graph' if graphed else 'eager'}): "
+                  f"{r['ms_per_step']:.1f} ms/step, {r['pairs_per_s']:.0f} pairs/s, peak reserved "
+                  f"{r['peak_reserved_MiB']:.0f} MiB", flush=True)
     if args.out:
         os.makedirs(args.out, exist_ok=True)
         with open(os.path.join(args.out, "bench_model.json"), "w") as f:
