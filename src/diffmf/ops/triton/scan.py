@@ -134,7 +134,9 @@ def _make_layout(
     4 programs per SM instead of 3 for ``_fwd_out`` (168 registers uncapped, a few spills
     capped), forward 1.95 -> 1.86 ms as one CUDA graph; 96 registers (5 programs) spill in
     the loop and take 3.5 ms. One-warp programs (no barriers in the loop) and 1 channel per
-    lane were no faster. Override with ``DIFFMF_TRITON_LAYOUT_FWD`` /
+    lane were no faster. The column routes' backward sweeps also use at most 16 channel
+    groups per program (backward 6.89 -> 6.54 ms over three interleaved rounds); capping
+    their registers spills (10.8 ms at 168, 26.5 ms at 128). Override with ``DIFFMF_TRITON_LAYOUT_FWD`` /
     ``DIFFMF_TRITON_LAYOUT_BWD`` = "dpt,state_groups,warps,prefetch[,max channel groups[,register cap]]"."""
     np_ = _pow2(N)
     if interpret:  # the interpreter runs programs one by one in numpy: few, wide programs
@@ -143,7 +145,7 @@ def _make_layout(
         cg = min(_pow2(-(-D // dpt)), 4)  # D > 8 exercises the channel-block partial sums
         prefetch = (not backward) if interpret_prefetch is None else interpret_prefetch  # both paths tested
         return Layout(dpt=dpt, npt=np_ // ns, sg=16, cg=cg, ns=ns, num_warps=1, prefetch=prefetch)
-    dpt, ns, warps, prefetch, cg_max, maxnreg = (2, 1, 4, True, 0, 0) if backward else (2, 1, 4, True, 16, 128)
+    dpt, ns, warps, prefetch, cg_max, maxnreg = (2, 1, 4, True, 16, 0) if backward else (2, 1, 4, True, 16, 128)
     if override:
         dpt, ns, warps, prefetch, cg_max, maxnreg = _parse_layout(override)
     ns = min(ns, np_)
