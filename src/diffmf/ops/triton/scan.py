@@ -127,17 +127,20 @@ def _make_layout(
 ) -> Layout:
     """Lane layout of a sweep (see :mod:`.kernels`).
 
-    Defaults (measured, H100, 640x480 bf16: the layout sweeps of docs/benchmarks.md): every
-    sweep 2 channels x all states per lane. With B and C state-contiguous this made the
-    backward 10.0 -> 7.9 ms against 2 channels x half the states (the default before, chosen
-    when the B/C loads were scalar). The forward-type sweeps are capped at 128 registers:
-    4 programs per SM instead of 3 for ``_fwd_out`` (168 registers uncapped, a few spills
-    capped), forward 1.95 -> 1.86 ms as one CUDA graph; 96 registers (5 programs) spill in
-    the loop and take 3.5 ms. One-warp programs (no barriers in the loop) and 1 channel per
-    lane were no faster. The column routes' backward sweeps also use at most 16 channel
-    groups per program (backward 6.89 -> 6.54 ms over three interleaved rounds); capping
-    their registers spills (10.8 ms at 168, 26.5 ms at 128). Override with ``DIFFMF_TRITON_LAYOUT_FWD`` /
-    ``DIFFMF_TRITON_LAYOUT_BWD`` = "dpt,state_groups,warps,prefetch[,max channel groups[,register cap]]"."""
+    Defaults (measured, H100, 640x480 bf16: the layout sweeps of docs/benchmarks.md):
+
+    * forward-type sweeps (``_fwd_local``, ``_fwd_out``, ``_bwd_local``): 2 channels x all
+      states per lane, capped at 128 registers (4 programs per SM instead of 3 for
+      ``_fwd_out``: forward 1.95 -> 1.86 ms as one CUDA graph; 96 registers spill in the loop,
+      3.5 ms). One-warp programs and 1 channel per lane were no faster.
+    * backward sweeps (``_bwd_fwd``, ``_bwd_rev``): 4 channels x half the states per lane, at
+      most 16 channel groups per program in the column routes (640x480 backward 6.9-7.3 ->
+      6.6-6.8 ms, 1024x768 15.5 -> 14.7 ms, training step 157.4 -> 152.5 ms against 2 channels
+      x all states with 32 groups). Capping their registers spills (10.8 ms at 168, 26.5 ms
+      at 128).
+
+    Override with ``DIFFMF_TRITON_LAYOUT_FWD`` / ``DIFFMF_TRITON_LAYOUT_BWD`` =
+    "dpt,state_groups,warps,prefetch[,max channel groups[,register cap]]"."""
     np_ = _pow2(N)
     if interpret:  # the interpreter runs programs one by one in numpy: few, wide programs
         ns = 2 if (backward and np_ >= 2) else 1
@@ -145,7 +148,7 @@ def _make_layout(
         cg = min(_pow2(-(-D // dpt)), 4)  # D > 8 exercises the channel-block partial sums
         prefetch = (not backward) if interpret_prefetch is None else interpret_prefetch  # both paths tested
         return Layout(dpt=dpt, npt=np_ // ns, sg=16, cg=cg, ns=ns, num_warps=1, prefetch=prefetch)
-    dpt, ns, warps, prefetch, cg_max, maxnreg = (2, 1, 4, True, 16, 0) if backward else (2, 1, 4, True, 16, 128)
+    dpt, ns, warps, prefetch, cg_max, maxnreg = (4, 2, 4, True, 16, 0) if backward else (2, 1, 4, True, 16, 128)
     if override:
         dpt, ns, warps, prefetch, cg_max, maxnreg = _parse_layout(override)
     ns = min(ns, np_)
