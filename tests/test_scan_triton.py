@@ -231,6 +231,7 @@ def test_memoised_planning_follows_the_environment(monkeypatch):
     overrides still apply from the next call on (and going back restores the default)."""
     monkeypatch.delenv(triton_scan.SEGLEN_ENV, raising=False)
     monkeypatch.delenv(triton_scan.LAYOUT_FWD_ENV, raising=False)
+    monkeypatch.delenv(triton_scan.LAYOUT_BWD_ENV, raising=False)
     o = triton_scan.Orientation((1, 3), outer=7, inner=30, so=1, si=7, seg_fast=True)
     p = triton_scan.Problem(batch=1, K=4, D=64, N=16, length=7 * 30, orients=(o,), rev_from=2, u_shared=True)
     cpu = torch.device("cpu")
@@ -241,10 +242,15 @@ def test_memoised_planning_follows_the_environment(monkeypatch):
     assert triton_scan._finish(p, cpu).orients[0].seglen == first
     gpu = triton_scan._layout(64, 16, False, True, interpret=False)
     assert (gpu.dpt, gpu.maxnreg) == (2, 128)
+    bwd = triton_scan._layout(64, 16, True, True, interpret=False)
     monkeypatch.setenv(triton_scan.LAYOUT_FWD_ENV, "1,1,4,1")
     lay = triton_scan._layout(64, 16, False, True, interpret=False)
     assert (lay.dpt, lay.maxnreg, lay.num_warps) == (1, 0, 4)
-    assert triton_scan._layout(64, 16, True, True, interpret=False).dpt == 2  # the backward's own setting
+    assert triton_scan._layout(64, 16, True, True, interpret=False) == bwd  # the backward keeps its own setting
+    monkeypatch.setenv(triton_scan.LAYOUT_BWD_ENV, "1,1,4,1")
+    assert triton_scan._layout(64, 16, True, True, interpret=False).dpt == 1
+    monkeypatch.delenv(triton_scan.LAYOUT_BWD_ENV)
+    assert triton_scan._layout(64, 16, True, True, interpret=False) == bwd
 
 
 @pytest.mark.parametrize("inner", [5, 17, 130, 480, 641])
