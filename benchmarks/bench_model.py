@@ -94,9 +94,8 @@ def train_step_fn(model, dev, batch: int, crop: int, graphed: bool = False) -> C
     model.train()
     ir = torch.rand(batch, 1, crop, crop, device=dev)
     vi = torch.rand(batch, 1, crop, crop, device=dev)
-    fwd_bwd = GraphedTrainStep(model, loss_fn, list(model.parameters()), autocast=torch.bfloat16, strict=True)
-    if not graphed:
-        fwd_bwd = fwd_bwd.eager
+    fwd_bwd = GraphedTrainStep(model, loss_fn, list(model.parameters()), autocast=torch.bfloat16, strict=True,
+                               graphs=graphed)
 
     def step() -> None:
         fwd_bwd(ir, vi)

@@ -14,8 +14,9 @@ EMA stay eager: a few multi-tensor launches each, and the optimiser state and ch
 stay exactly what the eager trainer writes.
 
 The plain twin is :meth:`GraphedTrainStep.eager`, the same three calls without a graph
-(used for the warm-up runs, for any batch whose shape differs from the captured one, and for
-every step after a failed capture). Replays run the same kernels on the same data, so a
+(used for the warm-up runs, for any batch whose shape differs from the captured one, for every
+step after a failed capture, and for every step with ``graphs=False``: the trainer's eager
+path, DDP-wrapped under ``torchrun``). Replays run the same kernels on the same data, so a
 graphed run matches an eager run step for step (``tests/test_graphed_step.py`` checks it on
 a GPU with deterministic algorithms).
 
@@ -55,6 +56,7 @@ class GraphedTrainStep:
         warmup: eager runs before the capture (>= 1).
         strict: raise if the capture fails (``train.cuda_graph=on``) instead of logging a
             warning and running eagerly from then on (``auto``).
+        graphs: False runs every step as the eager twin (``train.cuda_graph=off``, CPU).
 
     Inputs: ``ir``, ``vi`` ``(B, 1, H, W)`` float in [0, 1], on any device (copied into the
     static inputs; pinned CPU tensors are copied asynchronously). Outputs: the loss parts, the
@@ -63,12 +65,13 @@ class GraphedTrainStep:
 
     def __init__(self, net: nn.Module, loss_fn: LossFn, params: List[nn.Parameter], *,
                  autocast: Optional[torch.dtype], scale: Callable[[Tensor], Tensor] = lambda t: t,
-                 warmup: int = 2, strict: bool = False) -> None:
+                 warmup: int = 2, strict: bool = False, graphs: bool = True) -> None:
         if warmup < 1:
             raise ValueError(f"warmup must be >= 1 (kernels compile on the first run), got {warmup}")
         self.net, self.loss_fn, self.params = net, loss_fn, list(params)
         self.autocast, self.scale, self.warmup, self.strict = autocast, scale, int(warmup), bool(strict)
-        self.enabled = True
+        self.graphs = bool(graphs)  # asked for (the caller all-reduces gradients itself then)
+        self.enabled = self.graphs  # still capturing / replaying (False after a failed capture)
         self.replays = 0
         self._key: Optional[Hashable] = None
         self._graph: Optional[torch.cuda.CUDAGraph] = None
@@ -79,7 +82,7 @@ class GraphedTrainStep:
     def _autocast(self, cache: bool):
         if self.autocast is None:
             return contextlib.nullcontext()
-        return torch.autocast("cuda", dtype=self.autocast, cache_enabled=cache)
+        return torch.autocast(self.params[0].device.type, dtype=self.autocast, cache_enabled=cache)
 
     def _forward_backward(self, ir: Tensor, vi: Tensor, cache: bool) -> Tuple[Dict[str, Tensor], Tensor]:
         with self._autocast(cache):

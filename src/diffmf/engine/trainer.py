@@ -17,7 +17,6 @@ weights without EMA) as ``<out>/models/<step>_G.safetensors`` and ``<out>/weight
 """
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import logging
@@ -156,17 +155,13 @@ class Trainer:
         self.net: nn.Module = self.model
         if cfg.train.compile:
             self.net = torch.compile(self.net)
-        # Graphed steps: forward + loss + backward replayed from a CUDA graph. Not wrapped in
-        # DDP (its gradient hooks cannot run inside a replay): the gradients are all-reduced
-        # after each replay in one flat buffer, and rank 0's weights are broadcast here as DDP
-        # would.
-        self.graphed: Optional[GraphedTrainStep] = None
-        if resolve_cuda_graph(cfg.train.cuda_graph, self.device, compiled=cfg.train.compile):
-            self.graphed = GraphedTrainStep(self.net, self.loss_fn, [p for p in self.model.parameters() if p.requires_grad],
-                                            autocast=self.amp_dtype, scale=self.scaler.scale,
-                                            strict=cfg.train.cuda_graph in ("on", True))
-            if self.info.enabled:
-                D.broadcast_module(self.model)
+        # Forward + loss + backward of a step: replayed from a CUDA graph, or its eager twin.
+        # Graphed steps are not wrapped in DDP (its gradient hooks cannot run inside a
+        # replay): the gradients are all-reduced after each step in one flat buffer, and rank
+        # 0's weights are broadcast here as DDP would.
+        graphs = resolve_cuda_graph(cfg.train.cuda_graph, self.device, compiled=cfg.train.compile)
+        if graphs and self.info.enabled:
+            D.broadcast_module(self.model)
         elif self.info.enabled:
             from torch.nn.parallel import DistributedDataParallel as DDP
 
@@ -174,6 +169,9 @@ class Trainer:
             find_unused = cfg.train.find_unused_parameters or cfg.model.variant != "full"
             self.net = DDP(self.net, device_ids=[self.device.index] if self.device.type == "cuda" else None,
                            find_unused_parameters=find_unused)
+        self.fwd_bwd = GraphedTrainStep(self.net, self.loss_fn, [p for p in self.model.parameters() if p.requires_grad],
+                                        autocast=self.amp_dtype, scale=self.scaler.scale,
+                                        strict=cfg.train.cuda_graph in ("on", True), graphs=graphs)
         # Per-rank randomness after the shared initialisation (e.g. drop-path masks).
         _seed_all(cfg.seed + 1000 * (self.info.rank + 1))
 
@@ -289,25 +287,11 @@ class Trainer:
         self.sampler.set_start(self.batch_in_epoch * self.batch_per_rank)
         return iter(self._loader)
 
-    def _autocast(self):
-        if self.amp_dtype is None:
-            return contextlib.nullcontext()
-        return torch.autocast(self.device.type, dtype=self.amp_dtype)
-
     def _train_step(self, batch: Dict[str, Any]) -> Dict[str, torch.Tensor]:
-        if self.graphed is not None:
-            parts, fused, ir, vi = self.graphed(batch["ir"], batch["vi"])
-            parts = dict(parts)
-            if self.info.enabled:
-                self._all_reduce_grads()
-        else:
-            ir = batch["ir"].to(self.device, non_blocking=True)
-            vi = batch["vi"].to(self.device, non_blocking=True)
-            with self._autocast():
-                fused = self.net(ir, vi)
-            loss, parts = self.loss_fn(fused, ir, vi)
-            self.optimizer.zero_grad(set_to_none=True)
-            self.scaler.scale(loss).backward()
+        parts, fused, ir, vi = self.fwd_bwd(batch["ir"], batch["vi"])
+        parts = dict(parts)  # the graph's own dict stays as captured
+        if self.info.enabled and self.fwd_bwd.graphs:
+            self._all_reduce_grads()
         if self.cfg.optim.grad_clip > 0:
             self.scaler.unscale_(self.optimizer)
             parts["grad_norm"] = torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.optim.grad_clip).detach()
@@ -364,7 +348,7 @@ class Trainer:
         logger.info("training %s: %d steps, global batch %d (%d per process x %d), %d pairs, %d steps/epoch, "
                     "device %s, amp %s, %s steps", cfg.name, total, cfg.data.batch_size, self.batch_per_rank,
                     self.info.world_size, len(self.dataset), self.steps_per_epoch, self.device, self.amp_dtype,
-                    "CUDA-graphed" if self.graphed is not None else "eager")
+                    "CUDA-graphed" if self.fwd_bwd.graphs else "eager")
         self.net.train()
         it = None
         last_saved = self.step
