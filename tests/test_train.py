@@ -118,6 +118,26 @@ def test_interrupted_and_resumed_run_is_bit_identical(tmp_path, pairs_root):
     assert params_digest(full.model) == params_digest(second.model)
 
 
+def test_resume_takes_an_extended_schedule_from_the_config(tmp_path, pairs_root):
+    """A finished cosine run, resumed with more steps and a warm restart where it ended, is the
+    run that had that schedule from the start (the checkpoint's schedule does not win)."""
+    sched = ("optim.scheduler=cosine", "optim.warmup_steps=1", "optim.min_lr_ratio=0.1")
+    longer = (*sched, "train.steps=6", "optim.restarts=[3]", "optim.restart_lr_ratio=0.5")
+    whole = Trainer(tiny(tmp_path / "whole", pairs_root, *longer))
+    whole.fit()
+    first = Trainer(tiny(tmp_path / "split", pairs_root, *sched, "train.steps=3"))
+    assert first.fit()["step"] == 3
+    assert first.optimizer.param_groups[0]["lr"] == pytest.approx(first.cfg.optim.lr * 0.1)
+    second = Trainer(tiny(tmp_path / "split", pairs_root, *longer))
+    assert second.step == 3
+    assert second.optimizer.param_groups[0]["lr"] == pytest.approx(second.cfg.optim.lr * 0.5)  # one warm-up step to the restart peak
+    second.fit()
+    assert [h["lr"] for h in second.history] == [h["lr"] for h in whole.history][3:]
+    a, b = _states(tmp_path / "whole"), _states(tmp_path / "split")
+    for key in ("model", "optimizer", "ema", "step"):
+        _assert_identical(a[key], b[key], key)
+
+
 def test_time_limit_stops_like_an_interrupt(tmp_path, pairs_root):
     out = tmp_path / "run"
     summary = Trainer(tiny(out, pairs_root, "train.steps=50", "train.time_limit=1e-6")).fit()

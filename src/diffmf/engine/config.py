@@ -45,6 +45,8 @@ class OptimConfig:
     milestones: List[int] = field(default_factory=list)  # multistep
     gamma: float = 0.5  # multistep factor
     min_lr_ratio: float = 0.0  # cosine floor, as a fraction of lr
+    restarts: List[int] = field(default_factory=list)  # cosine: steps that start a new cycle (SGDR)
+    restart_lr_ratio: float = 1.0  # cosine: peak of the later cycles, as a fraction of lr
 
 
 @dataclass
