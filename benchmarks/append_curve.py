@@ -5,14 +5,34 @@ logged (``trainlogs.tar.gz`` of ``benchmarks/gpu_ship_train.sh``); rows of steps
 CSV are replaced, the rest appended, in step order.
 
     python benchmarks/append_curve.py runs/ship/scalars.jsonl [--csv docs/training_curve.csv]
+
+A ``.log`` file (the trainer's console output or ``train.log``) is read instead when a call's
+scalars did not come back: the same values, rounded as logged (losses to 4-5 digits).
 """
 from __future__ import annotations
 
 import argparse
 import csv
 import json
+import re
 from pathlib import Path
-from typing import Dict
+from typing import Dict, Iterator
+
+_STEP = re.compile(r"step (\d+)/\d+ epoch \d+ loss (\S+) \(ssim (\S+) text (\S+) int (\S+)\) lr (\S+) (\S+) pairs/s")
+_VAL = re.compile(r"validation step (\d+): (.*)$")
+
+
+def records(path: Path) -> Iterator[Dict[str, float]]:
+    """The scalar records of a ``scalars.jsonl`` or, for ``*.log``/``*.txt``, of the trainer's log lines."""
+    for line in path.read_text().splitlines():
+        if path.suffix == ".jsonl":
+            yield json.loads(line)
+        elif m := _STEP.search(line):
+            keys = ("loss", "ssim", "text", "int", "lr", "pairs_per_s")
+            yield {"step": int(m[1]), **{f"train/{k}": float(v) for k, v in zip(keys, m.groups()[1:])}}
+        elif m := _VAL.search(line):
+            pairs = re.findall(r"(\w+) (\S+)", m[2])
+            yield {"step": int(m[1]), **{f"val/{k}": float(v) for k, v in pairs}}
 
 
 def main(argv=None) -> int:
@@ -25,8 +45,7 @@ def main(argv=None) -> int:
         fields = list(reader.fieldnames or [])
         rows: Dict[int, Dict[str, str]] = {int(r["step"]): r for r in reader}
     for path in args.scalars:
-        for line in path.read_text().splitlines():
-            rec = json.loads(line)
+        for rec in records(path):
             step = int(rec["step"])
             row = rows.setdefault(step, {k: "" for k in fields} | {"step": str(step)})
             for k, v in rec.items():

@@ -29,6 +29,7 @@ for s in RoadScene50 MSRS36; do
   python3 -m diffmf fuse --ir .data/test/$s/ir --vi .data/test/$s/vi -o fused/$s --weights "$W" --device cuda
 done
 for m in MRI_CT MRI_PET MRI_SPECT; do
+  [ -d .data/test/Medical/$m ] || { echo "no .data/test/Medical/$m (not carried): skipped"; continue; }
   vi=$(ls -d .data/test/Medical/$m/* | grep -v /MRI$)
   python3 -m diffmf fuse --ir .data/test/Medical/$m/MRI --vi "$vi" -o fused/$m --weights "$W" --device cuda
 done

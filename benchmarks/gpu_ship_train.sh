@@ -6,16 +6,20 @@
 # shipped weights) and travels with the working tree: copy $OUT/latest.pt back into its
 # checkpoints/ folder after each call and commit it.
 #   bash benchmarks/gpu_ship_train.sh 480
+#   NPROC=2 bash benchmarks/gpu_ship_train.sh 480   # torchrun on 2 GPUs (same global batch of 16)
 set -uo pipefail
 SECONDS_BUDGET=${1:-480}
 RUN=${RUN:-training/diffmf_paper.roadscene}  # tracked: resumes across sessions
+NPROC=${NPROC:-1}
+LAUNCH=(python3 -m diffmf)
+(( NPROC > 1 )) && LAUNCH=(python3 -m torch.distributed.run --standalone "--nproc_per_node=$NPROC" -m diffmf)
 export PYTHONPATH=src PYTHONUNBUFFERED=1
 mkdir -p "$RUN/checkpoints" "$OUT"
 python3 -c "import torch, triton; print('torch', torch.__version__, 'triton', triton.__version__, torch.cuda.get_device_name())"
 [ -f "$RUN/checkpoints/latest.pt" ] || python3 -m diffmf doctor 2>&1 | tail -8  # first call only
 # The trainer stops itself after SECONDS (train.time_limit: checkpoint, exit 0); the outer
 # timeout is only a safety net (a TERM from it was lost once on the device: no checkpoint).
-timeout -s TERM -k 30 "$((SECONDS_BUDGET + 45))" python3 -m diffmf train diffmf_paper_roadscene --set \
+timeout -s TERM -k 30 "$((SECONDS_BUDGET + 45))" "${LAUNCH[@]}" train diffmf_paper_roadscene --set \
   "data.roots=[.data/train/RoadScene171,.data/train/MSRS8]" "val.roots=[.data/test/TNO25]" \
   "out_dir=$RUN" "train.resume=auto" "train.time_limit=$SECONDS_BUDGET" 2>&1 | tee "$OUT/train_console.log" | grep -v "it/s]" | tail -40
 echo "train exit: ${PIPESTATUS[0]}"
