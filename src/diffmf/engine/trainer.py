@@ -42,7 +42,7 @@ from diffmf.engine.checkpoint import export_weights, load_checkpoint, save_check
 from diffmf.engine.config import TrainConfig
 from diffmf.engine.ema import ModelEMA
 from diffmf.engine.graphed_step import GraphedTrainStep, resolve_cuda_graph
-from diffmf.engine.optim import build_optimizer, build_schedule, build_scheduler
+from diffmf.engine.optim import LRSchedule, build_optimizer, build_schedule, build_scheduler
 from diffmf.engine.tracking import Tracker, add_log_file, image_grid
 from diffmf.losses.fusion import FusionLoss
 from diffmf.utils.config_io import from_dict, save_yaml, to_dict
@@ -238,7 +238,7 @@ class Trainer:
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
-        self._schedule_from_config(path)
+        self._schedule_from_config(path, state["scheduler"])
         self.scaler.load_state_dict(state["scaler"])
         if self.ema is not None and state.get("ema"):
             self.ema.load_state_dict(state["ema"])
@@ -253,17 +253,19 @@ class Trainer:
                 self.epoch, self.batch_in_epoch = self.epoch + 1, 0
         logger.info("resumed from %s at step %d (epoch %d, batch %d)", path, self.step, self.epoch, self.batch_in_epoch)
 
-    def _schedule_from_config(self, path: Path) -> None:
+    def _schedule_from_config(self, path: Path, saved_state: Dict[str, Any]) -> None:
         """After a resume, the lr schedule and base lr are the config's, not the checkpoint's
         (``LambdaLR.load_state_dict`` restores the saved schedule's fields): extending
         ``train.steps`` or adding ``optim.restarts`` takes effect. Unchanged configs give the
         same lr as before, so exact resume holds."""
         schedule = build_schedule(self.cfg.optim, self.cfg.train.steps)
-        saved = self.scheduler.lr_lambdas[0]
+        # The saved LRSchedule's fields; ones older checkpoints lack take their defaults.
+        saved = {**vars(LRSchedule("constant", 1)), **((saved_state.get("lr_lambdas") or [None])[0] or {})}
+        new = vars(schedule)
         base = float(self.cfg.optim.lr)
-        if vars(saved) != vars(schedule) or any(b != base for b in self.scheduler.base_lrs):
+        if saved != new or any(b != base for b in self.scheduler.base_lrs):
             logger.info("%s: lr schedule changed since the checkpoint (lr %s -> %s; %s -> %s); continuing with "
-                        "the config's", path, self.scheduler.base_lrs[0], base, vars(saved), vars(schedule))
+                        "the config's", path, self.scheduler.base_lrs[0], base, saved, new)
         self.scheduler.lr_lambdas = [schedule] * len(self.optimizer.param_groups)
         self.scheduler.base_lrs = [base] * len(self.optimizer.param_groups)
         step = self.scheduler.last_epoch
