@@ -1,9 +1,10 @@
 """Helper of benchmarks/gpu_ablation.sh (the paper's Table II at a reduced, equal budget).
 
     python3 benchmarks/ablation_table.py overrides --config diffmf_paper_roadscene --steps 180 [--preset diffmf_tiny]
-        prints the schedule overrides scaled to STEPS (one `key=value` per line): the config's
-        warm-up scaled by STEPS / train.steps (cosine decay spans train.steps, set by the
-        caller), and with --preset the model fields of that preset (CPU smoke tests).
+        prints the schedule overrides scaled to STEPS (one `key=value` per line): one cosine
+        cycle over STEPS, the config's first (its warm-up scaled by STEPS / the first cycle's
+        length; warm restarts dropped), and with --preset the model fields of that preset
+        (CPU smoke tests).
 
     python3 benchmarks/ablation_table.py report --root runs/ablation --steps 180 --out-md T.md --out-json R.json
         reads each run folder (final_state.json, scalars.jsonl, config.yaml), the runs.tsv and
@@ -61,6 +62,9 @@ def cmd_overrides(args: argparse.Namespace) -> int:
     cfg = yaml.safe_load(_config_path(args.config).read_text()) or {}
     optim, train = cfg.get("optim") or {}, cfg.get("train") or {}
     warm, total = int(optim.get("warmup_steps", 0) or 0), int(train.get("steps", 40000) or 40000)
+    restarts = optim.get("restarts") or []
+    if restarts:  # one cosine cycle: the config's first, scaled to STEPS
+        total = int(restarts[0])
     if args.warmup is not None:
         wu = args.warmup
     elif warm > 0:
@@ -68,6 +72,8 @@ def cmd_overrides(args: argparse.Namespace) -> int:
     else:
         wu = 0
     out = [f"train.steps={args.steps}", f"optim.warmup_steps={wu}"]
+    if restarts:
+        out.append("optim.restarts=[]")
     if args.preset:
         sys.path.insert(0, str(REPO / "src"))
         from dataclasses import asdict

@@ -25,11 +25,14 @@
 # its step, writes its checkpoint and weights (exit 130 from the trainer, 124 from timeout) and is
 # still scored, marked in the table. If the warm-up leaves too little time for five runs of STEPS
 # at RATE steps/s, STEPS is lowered for all five alike (ADAPT=1), so the budget stays equal.
-# RoadScene50 is scored only if the time left allows it. The five fuses of a set share the GPU
+# With GPUS=2 (or more) the runs are dealt round-robin to that many lanes, one GPU each
+# (CUDA_VISIBLE_DEVICES), the runs of a lane one after the other: the same per-run budget in
+# about half the time. RoadScene50 is scored only if the time left allows it. The five fuses of a set share the GPU
 # (FUSE_PAR=5 processes at a time). Expected on one H100 at ~3 steps/s with STEPS=180: warm-up
 # ~70 s, runs 5 x ~72 s, fuse + score TNO25 ~35 s, RoadScene50 ~35 s: ~8.5 min in all.
 #
 #   bash benchmarks/gpu_ablation.sh [STEPS [RUN_TIMEOUT_S]]        # default 180 steps
+#   GPUS=2 RATE=6 bash benchmarks/gpu_ablation.sh 700              # 2 x H200, CUDA-graphed steps
 # Carry .data/train and .data/test/TNO25 (+ .data/test/RoadScene50).
 #
 # CPU smoke test (tiny network, everything else the same code path):
@@ -61,6 +64,7 @@ LOG_EVERY=${LOG_EVERY:-10}
 PRESET=${PRESET:-}                    # e.g. diffmf_tiny: that preset's model fields (tests)
 WARMUP=${WARMUP:-}                    # LR warm-up steps; default: the config's scaled by STEPS / train.steps
 EXTRA_SET=${EXTRA_SET:-}              # more `--set` overrides, space separated (tests)
+GPUS=${GPUS:-1}                       # training lanes, one GPU each (runs dealt round-robin)
 ORDER=${ORDER:-"full wo_feature_extraction wo_channel_exchange wo_spatial_exchange wo_difference_guidance"}
 SETS=${SETS:-"TNO25 RoadScene50"}     # the first is always scored, the others if time allows
 DATA=${DATA:-.data}
@@ -100,6 +104,8 @@ COMMON=("data.roots=[$DATA/train/RoadScene171,$DATA/train/MSRS8]" "data.crop_siz
 mapfile -t PRESET_SET < <(python3 "$HELPER" overrides --config "$CONFIG" --steps 1 ${PRESET:+--preset "$PRESET"} | tail -n +3)
 COMMON+=("${PRESET_SET[@]}" "${EXTRA[@]}")
 N_RUNS=$(wc -w <<< "$ORDER")
+(( GPUS >= 1 )) || { echo "GPUS must be >= 1, got $GPUS"; exit 2; }
+LANE_RUNS=$(( (N_RUNS + GPUS - 1) / GPUS ))  # runs in the longest lane
 TRAIN_DEADLINE=$(( TOTAL_S - END_RESERVE_S ))
 meta steps_requested "$STEPS"; meta config "$CONFIG"; meta device "$DEVICE"; meta preset "${PRESET:-paper (config)}"
 meta total_budget_s "$TOTAL_S"
@@ -161,9 +167,9 @@ meta timeline.training_start_s "$(el)"
 # Equal budget: if the time left cannot hold N_RUNS runs of STEPS at RATE (the warm-up took
 # longer than planned), every run gets the same smaller STEPS (ADAPT=0 keeps STEPS).
 now=$(printf '%.0f' "$(el)")
-fit=$(( ((TRAIN_DEADLINE - now) / N_RUNS - STARTUP_S) * RATE / 10 * 10 ))
+fit=$(( ((TRAIN_DEADLINE - now) / LANE_RUNS - STARTUP_S) * RATE / 10 * 10 ))
 if [ "$ADAPT" = 1 ] && (( fit < STEPS )); then
-  log "only $(( TRAIN_DEADLINE - now ))s left for $N_RUNS runs: STEPS $STEPS -> $fit for every run"
+  log "only $(( TRAIN_DEADLINE - now ))s left for $LANE_RUNS runs per lane: STEPS $STEPS -> $fit for every run"
   (( fit < 10 )) && fit=10
   STEPS=$fit
   [ -n "$RUN_TIMEOUT_ARG" ] || RUN_TIMEOUT=$(( STEPS * 5 / (4 * RATE) + 30 ))
@@ -171,8 +177,8 @@ fi
 NOMINAL=$(( STEPS / RATE + STARTUP_S ))
 mapfile -t SCHED < <(python3 "$HELPER" overrides --config "$CONFIG" --steps "$STEPS" ${WARMUP:+--warmup "$WARMUP"})
 [ "${#SCHED[@]}" -ge 2 ] || { echo "cannot compute the schedule overrides"; exit 2; }
-meta steps "$STEPS"; meta run_timeout_s "$RUN_TIMEOUT"
-meta recipe "config $CONFIG, $STEPS steps (${SCHED[1]}, the config's LR schedule over the $STEPS steps), batch $BATCH, ${CROP}x$CROP crops, data $DATA/train/{RoadScene171,MSRS8}, seed of the config, no validation, checkpoint at the end${PRESET:+, model preset $PRESET}${EXTRA_SET:+, $EXTRA_SET}"
+meta steps "$STEPS"; meta run_timeout_s "$RUN_TIMEOUT"; meta gpus "$GPUS"
+meta recipe "config $CONFIG, $STEPS steps (${SCHED[*]:1}: the config's first cosine cycle over the $STEPS steps), batch $BATCH, ${CROP}x$CROP crops, data $DATA/train/{RoadScene171,MSRS8}, seed of the config, no validation, checkpoint at the end${PRESET:+, model preset $PRESET}${EXTRA_SET:+, $EXTRA_SET}"
 log "runs: $STEPS steps each (${SCHED[*]}), limit ${RUN_TIMEOUT}s per run (nominal ${NOMINAL}s)"
 
 ship() {  # (re)write the report and the logs tar in $OUT: what is there survives a cut call
@@ -181,27 +187,46 @@ ship() {  # (re)write the report and the logs tar in $OUT: what is there survive
   tar -czf "$OUT/ablation_logs.tar.gz" --exclude='*.pt' --exclude='*.safetensors' --exclude='fused' --exclude='fused_*' \
     --exclude='samples' --exclude='_subset' -C "$(dirname "$ROOT")" "$(basename "$ROOT")" 2>/dev/null
 }
-i=0
-for v in $ORDER; do
-  i=$(( i + 1 ))
-  now=$(printf '%.0f' "$(el)")
-  avail=$(( TRAIN_DEADLINE - now - (N_RUNS - i) * NOMINAL ))
-  t=$RUN_TIMEOUT
-  (( avail < t )) && t=$avail
-  if (( t < MIN_RUN_S )); then
-    log "run $i/$N_RUNS $v: SKIPPED, only ${t}s left for it"
-    printf '%s\tskipped\t\t\t%s\t%s\n' "$v" "$t" "$now" >> "$ROOT/runs.tsv"
-    continue
-  fi
-  log "run $i/$N_RUNS $v: $STEPS steps, limit ${t}s"
-  ts=$(date +%s.%N)
-  train "$v" "$ROOT/$v" "$t"
-  rc=$?
-  w=$(secs "$ts")
-  printf '%s\tdone\t%s\t%s\t%s\t%s\n' "$v" "$rc" "$w" "$t" "$now" >> "$ROOT/runs.tsv"
-  log "run $i/$N_RUNS $v: rc $rc in ${w}s; $(grep -h -o 'step [0-9]*/[0-9]* .*pairs/s' "$ROOT/$v/train.log" 2>/dev/null | tail -1)"
-  [ "$rc" = 0 ] || tail -5 "$ROOT/$v/console.log"
-done
+lane() {  # lane GPU VARIANT...: train the variants one after the other (on that GPU if GPUS > 1)
+  local g=$1; shift
+  local m=$# i=0 v now avail t rc ts w tag
+  for v in "$@"; do
+    i=$(( i + 1 ))
+    tag="run $i/$m"
+    (( GPUS > 1 )) && tag+=" of lane $g"
+    now=$(printf '%.0f' "$(el)")
+    avail=$(( TRAIN_DEADLINE - now - (m - i) * NOMINAL ))
+    t=$RUN_TIMEOUT
+    (( avail < t )) && t=$avail
+    if (( t < MIN_RUN_S )); then
+      log "$tag $v: SKIPPED, only ${t}s left for it"
+      printf '%s\tskipped\t\t\t%s\t%s\n' "$v" "$t" "$now" >> "$ROOT/runs.tsv"
+      continue
+    fi
+    log "$tag $v: $STEPS steps, limit ${t}s"
+    ts=$(date +%s.%N)
+    if (( GPUS > 1 )); then CUDA_VISIBLE_DEVICES=$g train "$v" "$ROOT/$v" "$t"; else train "$v" "$ROOT/$v" "$t"; fi
+    rc=$?
+    w=$(secs "$ts")
+    printf '%s\tdone\t%s\t%s\t%s\t%s\n' "$v" "$rc" "$w" "$t" "$now" >> "$ROOT/runs.tsv"
+    log "$tag $v: rc $rc in ${w}s; $(grep -h -o 'step [0-9]*/[0-9]* .*pairs/s' "$ROOT/$v/train.log" 2>/dev/null | tail -1)"
+    [ "$rc" = 0 ] || tail -5 "$ROOT/$v/console.log"
+  done
+}
+read -r -a RUNS <<< "$ORDER"
+if (( GPUS > 1 )); then
+  LPIDS=()
+  for (( g = 0; g < GPUS; g++ )); do
+    mine=(); for (( j = g; j < N_RUNS; j += GPUS )); do mine+=("${RUNS[$j]}"); done
+    (( ${#mine[@]} )) || continue
+    log "lane $g (GPU $g): ${mine[*]}"
+    lane "$g" "${mine[@]}" &
+    LPIDS+=($!)
+  done
+  for pid in "${LPIDS[@]}"; do wait "$pid"; done
+else
+  lane 0 "${RUNS[@]}"
+fi
 meta timeline.training_end_s "$(el)"
 wait "$VERS_PID" 2>/dev/null
 mkdir -p "$ROOT/_w"
