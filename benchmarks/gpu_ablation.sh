@@ -4,8 +4,8 @@
 # Trains the five Table II variants (full first, then wo_feature_extraction, wo_channel_exchange,
 # wo_spatial_exchange, wo_difference_guidance) from scratch with the recipe of
 # diffmf_paper_roadscene (RoadScene171 + MSRS8, batch 16, 128x128 crops, seed 0, Adam lr 2e-4,
-# cosine to 5 %, EMA 0.999, bf16) for STEPS steps each, with the warm-up scaled by STEPS / 8000 and
-# the cosine spanning STEPS; no validation, one checkpoint at the end, each run in
+# cosine to 5 %, EMA 0.999, bf16) for STEPS steps each: the config's first cosine cycle (8,000
+# steps) scaled to STEPS, warm-up included, without its warm restarts; no validation, one checkpoint at the end, each run in
 # runs/ablation/<variant>. Then fuses TNO25 (and RoadScene50 when the time left allows) with each
 # run's final EMA weights (`diffmf fuse --device cuda`), scores them (`diffmf eval --profile cdd
 # --metrics paper`) and writes to $OUT:
@@ -62,7 +62,7 @@ BATCH=${BATCH:-16}
 WORKERS=${WORKERS:-8}
 LOG_EVERY=${LOG_EVERY:-10}
 PRESET=${PRESET:-}                    # e.g. diffmf_tiny: that preset's model fields (tests)
-WARMUP=${WARMUP:-}                    # LR warm-up steps; default: the config's scaled by STEPS / train.steps
+WARMUP=${WARMUP:-}                    # LR warm-up steps; default: the config's scaled by STEPS / its first cycle
 EXTRA_SET=${EXTRA_SET:-}              # more `--set` overrides, space separated (tests)
 GPUS=${GPUS:-1}                       # training lanes, one GPU each (runs dealt round-robin)
 ORDER=${ORDER:-"full wo_feature_extraction wo_channel_exchange wo_spatial_exchange wo_difference_guidance"}
