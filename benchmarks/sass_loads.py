@@ -1,6 +1,7 @@
 """Global loads in the inner loop of the scan sweeps, from sm_90 SASS compiled here (no GPU).
 
     PYTHONPATH=src python benchmarks/sass_loads.py                    # 480x640 bf16, D=64, K=4, N=16
+    PYTHONPATH=src python benchmarks/sass_loads.py --kernels all --floors   # + each sweep's issue / MUFU floor
     PYTHONPATH=src python benchmarks/sass_loads.py --kernels all --h 128 --w 128 --dtype float32
     python benchmarks/sass_loads.py --src /tmp/other_checkout/src       # compare another version
 
@@ -48,6 +49,10 @@ def _parse(argv: Optional[Sequence[str]]) -> argparse.Namespace:
     ap.add_argument("--layout-fwd", default=None, help="DIFFMF_TRITON_LAYOUT_FWD for the recorded calls (default: GPU defaults)")
     ap.add_argument("--layout-bwd", default=None, help="DIFFMF_TRITON_LAYOUT_BWD likewise")
     ap.add_argument("--dump", default=None, help="write each kernel's SASS into this directory")
+    ap.add_argument("--floors", action="store_true",
+                    help="also print each sweep's issue and MUFU floor for the shape (all routes, both frames)")
+    ap.add_argument("--clock-ghz", type=float, default=1.75,
+                    help="SM clock for --floors (1.75: the H100's ~3.7e12 exp/s at 16 MUFU lanes per clock and SM)")
     return ap.parse_args(argv)
 
 
@@ -133,7 +138,7 @@ def loop_loads(sass: str, whole: bool = False) -> Dict[str, object]:
                 if best is None or span[1] - span[0] > best[1] - best[0]:
                     best = span
         if best is None:
-            return dict(instr=0, loads=0, vector=0, mix=Counter(), stores=Counter(), smem=0, bar=0)
+            return dict(instr=0, loads=0, vector=0, mix=Counter(), stores=Counter(), smem=0, bar=0, mufu=0)
         lo, hi = best
     names = [ins.split()[0] for addr, ins in ops if lo <= addr <= hi]
     mix = Counter(op for op in names if op.startswith("LDG"))  # LDG.E[.64|.128], LDGSTS.E...
@@ -145,6 +150,7 @@ def loop_loads(sass: str, whole: bool = False) -> Dict[str, object]:
         stores=Counter(op for op in names if op.startswith("STG")),
         smem=sum(1 for op in names if re.match(r"(LDS|STS|LDSM|STSM)\b", op)),
         bar=sum(1 for op in names if op.startswith("BAR")),
+        mufu=sum(1 for op in names if op.startswith("MUFU")),
     )
 
 
@@ -207,6 +213,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             (Path(a.dump) / f"{name}_{frame}.sass").write_text(sass)
         r = loop_loads(sass, whole=name not in SWEEPS)
         r["regs"] = registers(k.asm["cubin"])
+        r["lane_elements"] = int(kw.get("DPT", 1)) * int(kw.get("NPT", 1))
         rows.append((name, r))
         frames[key] = [frame]
         order.append(key)
@@ -217,7 +224,30 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         mix = ", ".join(f"{op} x{c}" for op, c in sorted(r["mix"].items()))
         st = ", ".join(f"{op} x{c}" for op, c in sorted(r["stores"].items()))
         print(f"{name:<18} {'+'.join(frames[key]):<9} {r['regs']!s:>5} {r['instr']:>6} {r['loads']:>6} {r['vector']:>6} {r['smem']:>5} {r['bar']:>4}  {mix} / {st}")
+    if a.floors:
+        print_floors(a, [(frames[key], name, r) for key, (name, r) in zip(order, rows) if name in SWEEPS])
     return 0
+
+
+def print_floors(a: argparse.Namespace, rows) -> None:
+    """Issue and MUFU time of each sweep's inner loop over the whole shape (every route, both
+    frames): state elements / (elements per thread and step) / 32 = warp-steps; issue floor =
+    warp-steps x loop instructions / (4 schedulers x SMs x clock); MUFU floor = warp-steps x
+    MUFU instructions x 32 / (16 MUFU lanes x SMs x clock). The floor is the larger."""
+    elements = a.batch * a.k * a.d * a.n * a.h * a.w
+    issue_rate = 4 * a.sms * a.clock_ghz * 1e9
+    mufu_rate = 16 * a.sms * a.clock_ghz * 1e9
+    print(f"\nfloors: {elements:.4g} state elements per sweep, {a.sms} SMs at {a.clock_ghz} GHz")
+    print(f"{'kernel':<18} {'elem/thread':>11} {'instr':>6} {'MUFU':>5} {'issue ms':>9} {'MUFU ms':>8} {'floor ms':>9}")
+    seen = set()
+    for fr, name, r in rows:
+        if name in seen:  # one line per kernel (the frames share the loop when they share the build)
+            continue
+        seen.add(name)
+        warp_steps = elements / r["lane_elements"] / 32
+        t_issue = warp_steps * r["instr"] / issue_rate * 1e3
+        t_mufu = warp_steps * r["mufu"] * 32 / mufu_rate * 1e3
+        print(f"{name:<18} {r['lane_elements']:>11} {r['instr']:>6} {r['mufu']:>5} {t_issue:>9.3f} {t_mufu:>8.3f} {max(t_issue, t_mufu):>9.3f}")
 
 
 if __name__ == "__main__":
