@@ -380,12 +380,13 @@ def _words(p: Problem, T, lay: Layout) -> bool:
     ``_states_bf16_words``: one shift or mask per state instead of an extract and a shift;
     sm_90 SASS per step 362 -> 309 instructions in ``_fwd_out``, 255 -> 231 in ``_fwd_local``,
     bit-identical results). Opt-in with ``DIFFMF_TRITON_WORDS=1`` until it is timed and checked
-    compiled on a GPU (``gpu_scan_check.py``); needs an even N, a lane holding an even number
-    of consecutive states and even B / C strides."""
+    compiled on a GPU (``benchmarks/gpu_words_check.sh``); needs an even N, a lane holding an
+    even number of consecutive states, even B / C strides and 4-byte aligned B / C."""
     if os.environ.get(WORDS_ENV, "0") != "1":
         return False
     return (T.B.dtype == torch.bfloat16 and T.C.dtype == torch.bfloat16 and p.N % 2 == 0 and lay.npt % 2 == 0
-            and lay.npt * lay.ns == p.N and all(s % 2 == 0 for s in (*T.sB, *T.sC)))
+            and lay.npt * lay.ns == p.N and all(s % 2 == 0 for s in (*T.sB, *T.sC))
+            and T.B.data_ptr() % 4 == 0 and T.C.data_ptr() % 4 == 0)
 
 
 def scan_forward(p: Problem, frames: List[_Frame]) -> Tuple[Tensor, Tensor]:
