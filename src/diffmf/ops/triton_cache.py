@@ -31,18 +31,18 @@ def scan_kernels_cached(arch: int, triton_version: Optional[str] = None, cache_d
     as absent."""
     root = Path(cache_dir) if cache_dir is not None else triton_cache_dir()
     try:
-        entries = sorted(root.glob(f"*/{PROBE_KERNEL}.json"))
-    except OSError:
+        return any(_entry_matches(path, arch, triton_version) for path in root.glob(f"*/{PROBE_KERNEL}.json"))
+    except OSError:  # the cache folder vanished or cannot be listed
         return False
-    for path in entries:
-        try:
-            meta = json.loads(path.read_text())
-        except (OSError, ValueError):
-            continue
-        if not isinstance(meta, dict) or (meta.get("target") or {}).get("arch") != arch:
-            continue
-        version = meta.get("triton_version")
-        if triton_version and version and version != triton_version:
-            continue
-        return True
-    return False
+
+
+def _entry_matches(path: Path, arch: int, triton_version: Optional[str]) -> bool:
+    """One cache entry's metadata names ``arch`` (and ``triton_version`` where it records one)."""
+    try:
+        meta = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return False
+    if not isinstance(meta, dict) or (meta.get("target") or {}).get("arch") != arch:
+        return False
+    version = meta.get("triton_version")
+    return not (triton_version and version and version != triton_version)
