@@ -8,7 +8,8 @@ export PYTHONPATH=src PYTHONUNBUFFERED=1
 RUN=/tmp/e2e_run
 mkdir -p "$OUT"
 common=("data.roots=[.data/train/RoadScene171,.data/train/MSRS8]" "val.roots=[.data/test/TNO25]" "out_dir=$RUN"
-        "val.every=150" "val.max_images=5" "train.checkpoint_every=150" "train.image_every=150" "train.log_every=50")
+        "val.every=150" "val.max_images=5" "train.checkpoint_every=150" "train.image_every=150" "train.log_every=50"
+        "optim.restarts=[]")  # one cosine cycle: the config's warm restarts lie beyond these short runs
 {
   python3 -m diffmf train diffmf_paper_roadscene --set "${common[@]}" train.resume=none train.steps=300 2>&1 | grep -v "it/s]" | tail -14
   echo "first run exit: ${PIPESTATUS[0]}"
