@@ -17,7 +17,8 @@ export PYTHONPATH=src PYTHONUNBUFFERED=1
 mkdir -p "$RUN/checkpoints" "$OUT"
 python3 -c "import torch, triton; print('torch', torch.__version__, 'triton', triton.__version__, torch.cuda.get_device_name())"
 [ -f "$RUN/checkpoints/latest.pt" ] || python3 -m diffmf doctor 2>&1 | tail -8  # first call only
-# The trainer stops itself after SECONDS (train.time_limit: checkpoint, exit 0); the outer
+# The trainer stops itself after SECONDS (train.time_limit: checkpoint, exit 130, which torchrun
+# reports as a failed child: expected; the next call resumes); the outer
 # timeout is only a safety net (a TERM from it was lost once on the device: no checkpoint).
 timeout -s TERM -k 30 "$((SECONDS_BUDGET + 45))" "${LAUNCH[@]}" train diffmf_paper_roadscene --set \
   "data.roots=[.data/train/RoadScene171,.data/train/MSRS8]" "val.roots=[.data/test/TNO25]" \
