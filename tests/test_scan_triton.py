@@ -350,26 +350,6 @@ def test_2d_bf16_inputs_and_channel_blocks():
     check(got, oracle(ins, dy, True), tol=1e-5, low_precision=("du", "ddelta", "dB", "dC"))
 
 
-@pytest.mark.parametrize("n", [16, 4, 3])
-def test_bf16_states_read_as_words_give_the_same_bits(n, monkeypatch):
-    """bf16 B / C read as int32 words of two states (a shift or a mask per state instead of an
-    extract and a shift) give bit for bit what the plain bf16 loads give, forward and backward;
-    an odd N (padded lane states) keeps the plain loads."""
-    ins = inputs_2d(1, 4, 3, n, 5, 6, dtype=torch.bfloat16)
-    dy = torch.randn(1, 3, 5, 6)
-    used = []
-    words = triton_scan._words
-    monkeypatch.setattr(triton_scan, "_words", lambda *a: used.append(words(*a)) or used[-1])
-    monkeypatch.setenv(triton_scan.WORDS_ENV, "1")
-    fast = grads(selective_scan_2d_triton, ins, dy, True)
-    assert used and all(u == (n % 2 == 0) for u in used)
-    monkeypatch.setenv(triton_scan.WORDS_ENV, "0")
-    plain = grads(selective_scan_2d_triton, ins, dy, True)
-    assert not any(used[len(used) // 2:])
-    for name, a, b in zip(NAMES, fast, plain):
-        assert (a is None and b is None) or torch.equal(a, b), name
-
-
 def test_2d_exchanged_bc_between_modalities():
     """Cross-modal SSD exchange: each modality's scan uses the other's B and C."""
     ir, vi = inputs_2d(1, 4, 2, 4, 4, 5), inputs_2d(1, 4, 2, 4, 4, 5)

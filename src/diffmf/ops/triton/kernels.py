@@ -210,32 +210,6 @@ def _states_only(x, n_ok, N: tl.constexpr, NP: tl.constexpr):
 
 
 @triton.jit
-def _states_bf16_words(base, pos, ns, N: tl.constexpr, NPT: tl.constexpr):
-    """The NPT states of B or C (bf16, state-contiguous) at pixel ``pos`` as float32, read as
-    int32 words of two states: the low state of a word is one shift, the high state one mask
-    (the plain bf16 load + convert costs an extract and a shift per state). ``base`` is the
-    bf16 pointer (at an even element offset), pos (1, 1, X, Y, Z), ns the lane's state group."""
-    HALF: tl.constexpr = NPT // 2
-    jw = tl.arange(0, HALF)[None, :, None, None, None]
-    w = tl.load(base.to(tl.pointer_type(tl.int32)) + (pos * (N // 2) + ns * HALF + jw))
-    lo = (w << 16).to(tl.float32, bitcast=True)
-    hi = (w & -65536).to(tl.float32, bitcast=True)
-    x = tl.permute(tl.join(lo, hi), (0, 1, 5, 2, 3, 4))
-    return tl.reshape(x, (1, NPT, pos.shape[2], pos.shape[3], pos.shape[4]))
-
-
-@triton.jit
-def _load_states(base, pos, nc, ns, N: tl.constexpr, NPT: tl.constexpr, WORDS: tl.constexpr):
-    """The lane's states of B or C at pixel ``pos`` (state-contiguous): float32 from int32 words
-    when WORDS (bf16 only, see :func:`_states_bf16_words`), else as stored."""
-    if WORDS:
-        x = _states_bf16_words(base, pos, ns, N, NPT)
-    else:
-        x = tl.load(base + (pos * N + nc))
-    return x
-
-
-@triton.jit
 def _step(t, p, o, rev, S, INNER, so, si, s_ok):
     """Memory position of step t of each lane's segment (reversed if rev) and its validity.
 
@@ -270,7 +244,6 @@ def _fwd_local_kernel(
     PLANE, D, K, OUTER, INNER, S, NSEG, NSEG_STRIDE, so, si, k0, kstep, rev_from, kdiv,
     N: tl.constexpr, DPT: tl.constexpr, NPT: tl.constexpr, SG: tl.constexpr, CG: tl.constexpr, NS: tl.constexpr,
     SEG_FAST: tl.constexpr, HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr, PREFETCH: tl.constexpr,
-    WORDS: tl.constexpr = False,
 ):
     """Pass 1: each segment from h = 0 -> hloc[b,k,d,s,:] = h_end, dsum[b,k,d,s] = sum delta."""
     pid_l = tl.program_id(0)
@@ -294,19 +267,19 @@ def _fwd_local_kernel(
     pos_n, ok_n = _step(0, p, o, rev, S, INNER, so, si, s_ok)
     xr_n = tl.load(dt_b + (co + pos_n))
     uu_n = tl.load(u_b + (co + pos_n))
-    bb_n = _load_states(B_b, pos_n, nc, ns, N, NPT, WORDS)
+    bb_n = tl.load(B_b + (pos_n * N + nc))
     for t in range(0, S):
         if PREFETCH:
             ok, xr, uu, bb = ok_n, xr_n, uu_n, bb_n
             pos_n, ok_n = _step(t + 1, p, o, rev, S, INNER, so, si, s_ok)
             xr_n = tl.load(dt_b + (co + pos_n))
             uu_n = tl.load(u_b + (co + pos_n))
-            bb_n = _load_states(B_b, pos_n, nc, ns, N, NPT, WORDS)
+            bb_n = tl.load(B_b + (pos_n * N + nc))
         else:
             pos, ok = _step(t, p, o, rev, S, INNER, so, si, s_ok)
             xr = tl.load(dt_b + (co + pos))
             uu = tl.load(u_b + (co + pos))
-            bb = _load_states(B_b, pos, nc, ns, N, NPT, WORDS)
+            bb = tl.load(B_b + (pos * N + nc))
         _, dl = _delta(xr, d_ok & ok, bias, HAS_BIAS, SOFTPLUS)
         h = tl.exp2(dl * A2) * h + (dl * uu.to(tl.float32)) * _states_only(bb, n_ok, N, NPT * NS)
         dsum += dl
@@ -364,7 +337,6 @@ def _fwd_out_kernel(
     N: tl.constexpr, DPT: tl.constexpr, NPT: tl.constexpr, SG: tl.constexpr, CG: tl.constexpr, NS: tl.constexpr,
     SEG_FAST: tl.constexpr, HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr, HAS_D: tl.constexpr,
     PHASES: tl.constexpr, ACCUM: tl.constexpr, PREFETCH: tl.constexpr,
-    WORDS: tl.constexpr = False,
 ):
     """Pass 3: each segment from its true start state -> y (float32).
 
@@ -401,8 +373,8 @@ def _fwd_out_kernel(
         pos_n, ok_n = _step(0, p, o, rev, S, INNER, so, si, s_ok)
         xr_n = tl.load(dt_b + (co + pos_n))
         uu_n = tl.load(u_b + (co + pos_n))
-        bb_n = _load_states(B_b, pos_n, nc, ns, N, NPT, WORDS)
-        cc_n = _load_states(C_b, pos_n, nc, ns, N, NPT, WORDS)
+        bb_n = tl.load(B_b + (pos_n * N + nc))
+        cc_n = tl.load(C_b + (pos_n * N + nc))
         yo_n = tl.where(d_ok, 0.0, 0.0)  # y written before (by phase 0), added in later phases
         if ACCUM or ph > 0:
             yo_n = tl.load(y_b + (co + pos_n), mask=w_ok & ok_n, other=0.0)
@@ -412,16 +384,16 @@ def _fwd_out_kernel(
                 pos_n, ok_n = _step(t + 1, p, o, rev, S, INNER, so, si, s_ok)
                 xr_n = tl.load(dt_b + (co + pos_n))
                 uu_n = tl.load(u_b + (co + pos_n))
-                bb_n = _load_states(B_b, pos_n, nc, ns, N, NPT, WORDS)
-                cc_n = _load_states(C_b, pos_n, nc, ns, N, NPT, WORDS)
+                bb_n = tl.load(B_b + (pos_n * N + nc))
+                cc_n = tl.load(C_b + (pos_n * N + nc))
                 if ACCUM or ph > 0:
                     yo_n = tl.load(y_b + (co + pos_n), mask=w_ok & ok_n, other=0.0)
             else:
                 pos, ok = _step(t, p, o, rev, S, INNER, so, si, s_ok)
                 xr = tl.load(dt_b + (co + pos))
                 uu = tl.load(u_b + (co + pos))
-                bb = _load_states(B_b, pos, nc, ns, N, NPT, WORDS)
-                cc = _load_states(C_b, pos, nc, ns, N, NPT, WORDS)
+                bb = tl.load(B_b + (pos * N + nc))
+                cc = tl.load(C_b + (pos * N + nc))
                 yo = yo_n
                 if ACCUM or ph > 0:
                     yo = tl.load(y_b + (co + pos), mask=w_ok & ok, other=0.0)
@@ -448,7 +420,6 @@ def _bwd_local_kernel(
     PLANE, D, K, OUTER, INNER, S, NSEG, NSEG_STRIDE, so, si, k0, kstep, rev_from, kdiv,
     N: tl.constexpr, DPT: tl.constexpr, NPT: tl.constexpr, SG: tl.constexpr, CG: tl.constexpr, NS: tl.constexpr,
     SEG_FAST: tl.constexpr, HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr, PREFETCH: tl.constexpr,
-    WORDS: tl.constexpr = False,
 ):
     """Backward pass 1: each segment backwards from a zero adjoint ->
     gloc[b,k,d,s,:] = a_s g_s (the adjoint the segment passes to the state before it)."""
@@ -472,19 +443,19 @@ def _bwd_local_kernel(
     pos_n, ok_n = _step(0, p, o, rev, S, INNER, so, si, s_ok)
     xr_n = tl.load(dt_b + (co + pos_n))
     dy_n = tl.load(dy_b + (co + pos_n))
-    cc_n = _load_states(C_b, pos_n, nc, ns, N, NPT, WORDS)
+    cc_n = tl.load(C_b + (pos_n * N + nc))
     for t in range(0, S):
         if PREFETCH:
             ok, xr, dy, cc = ok_n, xr_n, dy_n, cc_n
             pos_n, ok_n = _step(t + 1, p, o, rev, S, INNER, so, si, s_ok)
             xr_n = tl.load(dt_b + (co + pos_n))
             dy_n = tl.load(dy_b + (co + pos_n))
-            cc_n = _load_states(C_b, pos_n, nc, ns, N, NPT, WORDS)
+            cc_n = tl.load(C_b + (pos_n * N + nc))
         else:
             pos, ok = _step(t, p, o, rev, S, INNER, so, si, s_ok)
             xr = tl.load(dt_b + (co + pos))
             dy = tl.load(dy_b + (co + pos))
-            cc = _load_states(C_b, pos, nc, ns, N, NPT, WORDS)
+            cc = tl.load(C_b + (pos * N + nc))
         m = d_ok & ok
         _, dl = _delta(xr, m, bias, HAS_BIAS, SOFTPLUS)
         dyf = tl.where(m, dy.to(tl.float32), 0.0)
@@ -502,7 +473,6 @@ def _bwd_fwd_kernel(
     PLANE, D, K, OUTER, INNER, S, NSEG, NSEG_STRIDE, so, si, k0, kstep, rev_from, kdiv,
     N: tl.constexpr, DPT: tl.constexpr, NPT: tl.constexpr, SG: tl.constexpr, CG: tl.constexpr, NS: tl.constexpr,
     SEG_FAST: tl.constexpr, HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr, PREFETCH: tl.constexpr,
-    WORDS: tl.constexpr = False,
 ):
     """Backward pass 2, forward in route order from the true start state h_{s-1} = hstart:
 
@@ -541,8 +511,8 @@ def _bwd_fwd_kernel(
     xr_n = tl.load(dt_b + (co + pos_n))
     uu_n = tl.load(u_b + (co + pos_n))
     dy_n = tl.load(dy_b + (co + pos_n))
-    bb_n = _load_states(B_b, pos_n, nc, ns, N, NPT, WORDS)
-    cc_n = _load_states(C_b, pos_n, nc, ns, N, NPT, WORDS)
+    bb_n = tl.load(B_b + (pos_n * N + nc))
+    cc_n = tl.load(C_b + (pos_n * N + nc))
     for t in range(0, S):
         if PREFETCH:
             pos, ok, xr, uu, dy, bb, cc = pos_n, ok_n, xr_n, uu_n, dy_n, bb_n, cc_n
@@ -550,15 +520,15 @@ def _bwd_fwd_kernel(
             xr_n = tl.load(dt_b + (co + pos_n))
             uu_n = tl.load(u_b + (co + pos_n))
             dy_n = tl.load(dy_b + (co + pos_n))
-            bb_n = _load_states(B_b, pos_n, nc, ns, N, NPT, WORDS)
-            cc_n = _load_states(C_b, pos_n, nc, ns, N, NPT, WORDS)
+            bb_n = tl.load(B_b + (pos_n * N + nc))
+            cc_n = tl.load(C_b + (pos_n * N + nc))
         else:
             pos, ok = _step(t, p, o, rev, S, INNER, so, si, s_ok)
             xr = tl.load(dt_b + (co + pos))
             uu = tl.load(u_b + (co + pos))
             dy = tl.load(dy_b + (co + pos))
-            bb = _load_states(B_b, pos, nc, ns, N, NPT, WORDS)
-            cc = _load_states(C_b, pos, nc, ns, N, NPT, WORDS)
+            bb = tl.load(B_b + (pos * N + nc))
+            cc = tl.load(C_b + (pos * N + nc))
         m = d_ok & ok
         _, dl = _delta(xr, m, bias, HAS_BIAS, SOFTPLUS)
         uf = uu.to(tl.float32)
@@ -592,7 +562,6 @@ def _bwd_rev_kernel(
     N: tl.constexpr, DPT: tl.constexpr, NPT: tl.constexpr, SG: tl.constexpr, CG: tl.constexpr, NS: tl.constexpr,
     SEG_FAST: tl.constexpr, HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr, HAS_D: tl.constexpr,
     PHASES: tl.constexpr, ACCUM: tl.constexpr, PREFETCH: tl.constexpr,
-    WORDS: tl.constexpr = False,
 ):
     """Backward pass 3, against route order from the adjoint gin entering the segment's end:
 
@@ -640,8 +609,8 @@ def _bwd_rev_kernel(
         xr_n = tl.load(dt_b + (co + pos_n))
         uu_n = tl.load(u_b + (co + pos_n))
         dy_n = tl.load(dy_b + (co + pos_n))
-        bb_n = _load_states(B_b, pos_n, nc, ns, N, NPT, WORDS)
-        cc_n = _load_states(C_b, pos_n, nc, ns, N, NPT, WORDS)
+        bb_n = tl.load(B_b + (pos_n * N + nc))
+        cc_n = tl.load(C_b + (pos_n * N + nc))
         zp_n = tl.load(z_b + (co + pos_n), mask=w_ok & ok_n, other=0.0)
         do_n = tl.where(d_ok, 0.0, 0.0)  # du written before (by phase 0), added in later phases
         if ACCUM or ph > 0:
@@ -653,8 +622,8 @@ def _bwd_rev_kernel(
                 xr_n = tl.load(dt_b + (co + pos_n))
                 uu_n = tl.load(u_b + (co + pos_n))
                 dy_n = tl.load(dy_b + (co + pos_n))
-                bb_n = _load_states(B_b, pos_n, nc, ns, N, NPT, WORDS)
-                cc_n = _load_states(C_b, pos_n, nc, ns, N, NPT, WORDS)
+                bb_n = tl.load(B_b + (pos_n * N + nc))
+                cc_n = tl.load(C_b + (pos_n * N + nc))
                 zp_n = tl.load(z_b + (co + pos_n), mask=w_ok & ok_n, other=0.0)
                 if ACCUM or ph > 0:
                     do_n = tl.load(du_b + (co + pos_n), mask=w_ok & ok_n, other=0.0)
@@ -663,8 +632,8 @@ def _bwd_rev_kernel(
                 xr = tl.load(dt_b + (co + pos))
                 uu = tl.load(u_b + (co + pos))
                 dy = tl.load(dy_b + (co + pos))
-                bb = _load_states(B_b, pos, nc, ns, N, NPT, WORDS)
-                cc = _load_states(C_b, pos, nc, ns, N, NPT, WORDS)
+                bb = tl.load(B_b + (pos * N + nc))
+                cc = tl.load(C_b + (pos * N + nc))
                 zp = tl.load(z_b + (co + pos), mask=w_ok & ok, other=0.0)
                 do = do_n
                 if ACCUM or ph > 0:

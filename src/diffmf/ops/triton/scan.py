@@ -38,7 +38,6 @@ LOG2E = 1.4426950408889634
 SEGLEN_ENV = "DIFFMF_TRITON_SEGLEN"  # force the segment length (tests, benchmarks)
 LAYOUT_FWD_ENV = "DIFFMF_TRITON_LAYOUT_FWD"  # "dpt,ns,warps,prefetch" (benchmarks)
 LAYOUT_BWD_ENV = "DIFFMF_TRITON_LAYOUT_BWD"
-WORDS_ENV = "DIFFMF_TRITON_WORDS"  # 1: bf16 B / C read as int32 words (opt-in, see _words)
 PHASES_ENV = "DIFFMF_TRITON_PHASES"  # 1 (default): one program per route; 2: both routes of an axis per program
 MIN_SEGLEN = 128  # shortest segment on a GPU: fewer segments, less carry traffic
 # Interpreter only (tests): None = prefetch in the forward-type sweeps, not in the backward
@@ -375,20 +374,6 @@ def grad_planes(buf: Tensor, h: int, w: int, transpose: bool) -> Tensor:
     return buf.view(*lead, h, w, n).permute(*range(r), r + 2, r, r + 1)
 
 
-def _words(p: Problem, T, lay: Layout) -> bool:
-    """Whether the sweeps read bf16 B / C as int32 words of two states (kernels'
-    ``_states_bf16_words``: one shift or mask per state instead of an extract and a shift;
-    sm_90 SASS per step 362 -> 309 instructions in ``_fwd_out``, 255 -> 231 in ``_fwd_local``,
-    bit-identical results). Opt-in with ``DIFFMF_TRITON_WORDS=1`` until it is timed and checked
-    compiled on a GPU (``benchmarks/gpu_words_check.sh``); needs an even N, a lane holding an
-    even number of consecutive states, even B / C strides and 4-byte aligned B / C."""
-    if os.environ.get(WORDS_ENV, "0") != "1":
-        return False
-    return (T.B.dtype == torch.bfloat16 and T.C.dtype == torch.bfloat16 and p.N % 2 == 0 and lay.npt % 2 == 0
-            and lay.npt * lay.ns == p.N and all(s % 2 == 0 for s in (*T.sB, *T.sC))
-            and T.B.data_ptr() % 4 == 0 and T.C.data_ptr() % 4 == 0)
-
-
 def scan_forward(p: Problem, frames: List[_Frame]) -> Tuple[Tensor, Tensor]:
     """Passes 1-3 for every frame (writes each frame's y, float32); returns (hstart, dsum)."""
     interpret = triton_interpreting()
@@ -407,7 +392,6 @@ def scan_forward(p: Problem, frames: List[_Frame]) -> Tuple[Tensor, Tensor]:
             *T.su, *T.sd, *T.sB,
             *_geom_args(p, o), k0, kstep, p.rev_from, T.kdiv,
             **lay.meta(), N=p.N, SEG_FAST=o.seg_fast, HAS_BIAS=T.bias is not None, SOFTPLUS=p.softplus,
-            WORDS=_words(p, T, lay),
         )
     _chain(p, frames[0].T, hloc, dsum, hstart, flip=0)
     for f in frames:
@@ -420,7 +404,6 @@ def scan_forward(p: Problem, frames: List[_Frame]) -> Tuple[Tensor, Tensor]:
             *T.su, *T.sd, *T.sB, *T.sC, *(f.sy_out or T.sy),
             *_geom_args(p, o), k0, kstep, p.rev_from, T.kdiv, *_slot_args(p, o),
             **lay.meta(), N=p.N, SEG_FAST=o.seg_fast, HAS_BIAS=T.bias is not None, SOFTPLUS=p.softplus,
-            WORDS=_words(p, T, lay),
             HAS_D=T.D is not None, PHASES=phases, ACCUM=False,
         )
     return hstart, dsum
@@ -456,7 +439,6 @@ def scan_backward(p: Problem, frames: List[_Frame], hstart: Tensor, dsum: Tensor
             *T.sd, *T.sC, *T.sy,
             *_geom_args(p, o), k0, kstep, p.rev_from, T.kdiv,
             **lay.meta(), N=p.N, SEG_FAST=o.seg_fast, HAS_BIAS=T.bias is not None, SOFTPLUS=p.softplus,
-            WORDS=_words(p, T, lay),
         )
     _chain(p, frames[0].T, gloc, dsum, gin, flip=1)
     for i, f in enumerate(frames):
@@ -468,8 +450,7 @@ def scan_backward(p: Problem, frames: List[_Frame], hstart: Tensor, dsum: Tensor
         dB_buf, dC_buf = dBC[0], dBC[1]
         sdc = (dB_buf.stride(0), dB_buf.stride(1), dB_buf.stride(2))
         k0, kstep, nk = _route_args(o, 1)
-        flags = dict(N=p.N, SEG_FAST=o.seg_fast, HAS_BIAS=T.bias is not None, SOFTPLUS=p.softplus,
-                     WORDS=_words(p, T, lay))
+        flags = dict(N=p.N, SEG_FAST=o.seg_fast, HAS_BIAS=T.bias is not None, SOFTPLUS=p.softplus)
         _k._bwd_fwd_kernel[_grid(p, o, lay, nk)](
             T.u, T.dt, T.A2, T.B, T.C, _opt(T, T.bias), f.dy, hstart, gin,
             dC_buf, zscr, zoff, dA_part, dD_part,
