@@ -178,7 +178,9 @@ NOMINAL=$(( STEPS / RATE + STARTUP_S ))
 mapfile -t SCHED < <(python3 "$HELPER" overrides --config "$CONFIG" --steps "$STEPS" ${WARMUP:+--warmup "$WARMUP"})
 [ "${#SCHED[@]}" -ge 2 ] || { echo "cannot compute the schedule overrides"; exit 2; }
 meta steps "$STEPS"; meta run_timeout_s "$RUN_TIMEOUT"; meta gpus "$GPUS"
-meta recipe "config $CONFIG, $STEPS steps (${SCHED[*]:1}: the config's first cosine cycle over the $STEPS steps), batch $BATCH, ${CROP}x$CROP crops, data $DATA/train/{RoadScene171,MSRS8}, seed of the config, no validation, checkpoint at the end${PRESET:+, model preset $PRESET}${EXTRA_SET:+, $EXTRA_SET}"
+seed_note="seed of the config"
+[[ " $EXTRA_SET " == *" seed="* ]] && seed_note="seed from EXTRA_SET"
+meta recipe "config $CONFIG, $STEPS steps (${SCHED[*]:1}: the config's first cosine cycle over the $STEPS steps), batch $BATCH, ${CROP}x$CROP crops, data $DATA/train/{RoadScene171,MSRS8}, $seed_note, no validation, checkpoint at the end${PRESET:+, model preset $PRESET}${EXTRA_SET:+, $EXTRA_SET}"
 log "runs: $STEPS steps each (${SCHED[*]}), limit ${RUN_TIMEOUT}s per run (nominal ${NOMINAL}s)"
 
 ship() {  # (re)write the report and the logs tar in $OUT: what is there survives a cut call
