@@ -225,7 +225,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         st = ", ".join(f"{op} x{c}" for op, c in sorted(r["stores"].items()))
         print(f"{name:<18} {'+'.join(frames[key]):<9} {r['regs']!s:>5} {r['instr']:>6} {r['loads']:>6} {r['vector']:>6} {r['smem']:>5} {r['bar']:>4}  {mix} / {st}")
     if a.floors:
-        print_floors(a, [(frames[key], name, r) for key, (name, r) in zip(order, rows) if name in SWEEPS])
+        print_floors(a, [(name, r) for name, r in rows if name in SWEEPS])
     return 0
 
 
@@ -240,7 +240,7 @@ def print_floors(a: argparse.Namespace, rows) -> None:
     print(f"\nfloors: {elements:.4g} state elements per sweep, {a.sms} SMs at {a.clock_ghz} GHz")
     print(f"{'kernel':<18} {'elem/thread':>11} {'instr':>6} {'MUFU':>5} {'issue ms':>9} {'MUFU ms':>8} {'floor ms':>9}")
     seen = set()
-    for fr, name, r in rows:
+    for name, r in rows:
         if name in seen:  # one line per kernel (the frames share the loop when they share the build)
             continue
         seen.add(name)
