@@ -15,7 +15,7 @@ from diffmf.cli.main import main as cli
 from diffmf.data.color import rgb_to_ycbcr
 from diffmf.data.synthetic import synthetic_pair
 from diffmf.engine.checkpoint import export_weights
-from diffmf.engine.fuse import Fuser
+from diffmf.engine.fuse import Fuser, minmax_stretch
 from diffmf.engine.tiling import tile_starts, tiled_apply
 
 REPO = Path(__file__).resolve().parents[1]
@@ -176,6 +176,46 @@ def test_python_api_types(model):
     g = diffmf.fuse(ir, vi, model=model, gray=True)
     assert g.shape == (20, 28) and g.dtype == np.float32
     np.testing.assert_allclose(np.asarray(pil, dtype=np.float64), out.astype(np.float64), atol=1)
+
+
+def test_minmax_normalize_is_a_per_image_affine_stretch_onto_0_1(model):
+    g = torch.Generator().manual_seed(3)
+    ir, vi = torch.rand(2, 1, 29, 41, generator=g), torch.rand(2, 1, 29, 41, generator=g)
+    plain = Fuser(model).fuse_y(ir, vi)
+    for tile in (0, 16):  # whole image, and tiles: the stretch uses the min/max of the assembled image
+        base = Fuser(model, tile=tile, tile_overlap=4).fuse_y(ir, vi)
+        out = Fuser(model, tile=tile, tile_overlap=4, normalize="minmax").fuse_y(ir, vi)
+        for b in range(2):  # each image on its own min..max
+            lo, hi = base[b].min(), base[b].max()
+            assert hi - lo > 0.01  # the test must see a real stretch
+            torch.testing.assert_close(out[b], (base[b] - lo) / (hi - lo), rtol=0, atol=1e-6)
+            assert float(out[b].min()) == 0.0 and float(out[b].max()) == 1.0
+    assert not torch.equal(plain, Fuser(model, normalize="minmax").fuse_y(ir, vi))
+    flat = torch.full((1, 1, 5, 6), 0.4)
+    assert torch.equal(minmax_stretch(flat), flat)  # a constant image is left as is, not NaN
+    with pytest.raises(ValueError, match="normalize"):
+        Fuser(model, normalize="max")
+
+
+def test_minmax_normalize_cli_and_api_keep_colour(tmp_path, weights, model):
+    ir, vi = write_pair(tmp_path / "in", "c", 21, 30)
+    base = ["fuse", "--ir", str(ir), "--vi", str(vi), "--weights", str(weights), "--quiet"]
+    assert cli(base + ["-o", str(tmp_path / "plain.png"), "--gray"]) == 0
+    assert cli(base + ["-o", str(tmp_path / "mm.png"), "--gray", "--normalize", "minmax"]) == 0
+    plain = np.asarray(Image.open(tmp_path / "plain.png"), dtype=np.float64)
+    mm = np.asarray(Image.open(tmp_path / "mm.png"), dtype=np.float64)
+    assert mm.min() == 0 and mm.max() == 255 and (plain.min() > 0 or plain.max() < 255)
+    expect = (plain - plain.min()) / (plain.max() - plain.min()) * 255  # same stretch, up to 8-bit rounding
+    assert np.abs(mm - expect).max() <= 255 / (plain.max() - plain.min()) + 1
+    assert cli(base + ["-o", str(tmp_path / "mmc.png"), "--normalize", "minmax"]) == 0
+    rgb = np.asarray(Image.open(tmp_path / "mmc.png"))
+    f, v = rgb_to_ycbcr(rgb / 255.0), rgb_to_ycbcr(np.asarray(Image.open(vi)) / 255.0)
+    inside = ((rgb > 0) & (rgb < 255)).all(-1)  # at Y = 0 or 1 any chroma is out of gamut and clipped
+    assert inside.mean() > 0.5
+    np.testing.assert_allclose(f[inside][:, 1:], v[inside][:, 1:], atol=2.5 / 255)  # chroma still the visible's
+    i, w = synthetic_pair(20, 28, 7, False)
+    y = diffmf.fuse(i, w, model=model, normalize="minmax")
+    assert float(y.min()) == 0.0 and float(y.max()) == 1.0
 
 
 def test_authors_test_command(tmp_path, weights):

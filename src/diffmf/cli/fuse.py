@@ -36,6 +36,10 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                    help="on CUDA, do not replay the network from CUDA graphs for repeated image sizes")
     p.add_argument("--ext", default=None, help="output format by extension, e.g. png (default: the visible input's)")
     p.add_argument("--stretch16", action="store_true", help="stretch 16-bit inputs to their own min..max")
+    p.add_argument("--normalize", choices=("none", "minmax"), default="none",
+                   help="minmax: stretch each fused luminance to its own min..max, as CDDFuse's test script "
+                        "does before saving (raises SD/SF/AG; for comparing with numbers made that way). "
+                        "Default none: the network's output as is")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.add_argument("--io-threads", type=int, default=2, help="threads that read the next pairs and write outputs "
                                                             "while a pair is fused (0: one pair after the other; default 2)")
@@ -116,7 +120,8 @@ def run(args: argparse.Namespace) -> int:
     t_load = time.perf_counter()
     try:
         fuser = Fuser.from_weights(args.weights, args.device, tile=args.tile, tile_overlap=args.tile_overlap, amp=args.amp,
-                                   cuda_graphs=getattr(args, "cuda_graphs", True))
+                                   cuda_graphs=getattr(args, "cuda_graphs", True),
+                                   normalize=getattr(args, "normalize", "none"))
     except (WeightsNotFoundError, WeightsMismatchError, RuntimeError) as exc:
         logger.error("%s", exc)
         return 2

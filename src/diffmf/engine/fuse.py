@@ -45,6 +45,7 @@ OOM_TILES = (1024, 512, 256, 128)
 # (docs/benchmarks.md).
 GRAPH_MAX_PIXELS = 512 * 512
 GRAPH_EAGER_RUNS = 2  # eager calls per size before its capture: a size seen twice costs no capture
+NORMALIZE_MODES = ("none", "minmax")
 
 
 def _is_oom(exc: BaseException) -> bool:
@@ -53,6 +54,16 @@ def _is_oom(exc: BaseException) -> bool:
     msg = str(exc).lower()
     return isinstance(exc, (RuntimeError, MemoryError)) and ("out of memory" in msg or "can't allocate memory" in msg
                                                             or isinstance(exc, MemoryError))
+
+
+def minmax_stretch(y: torch.Tensor) -> torch.Tensor:
+    """``(B, C, H, W)`` -> each image mapped to ``(y - min) / (max - min)`` over its C, H, W,
+    i.e. onto [0, 1] exactly (CDDFuse's ``test_IVF.py``); images with ``max == min`` unchanged."""
+    flat = y.flatten(1)
+    lo = flat.min(dim=1).values.view(-1, *([1] * (y.dim() - 1)))
+    hi = flat.max(dim=1).values.view(-1, *([1] * (y.dim() - 1)))
+    span = hi - lo
+    return torch.where(span > 0, (y - lo) / span.clamp_min(torch.finfo(y.dtype).tiny), y)
 
 
 def pick_device(spec: str = "auto") -> torch.device:
@@ -77,10 +88,19 @@ class Fuser:
             most :data:`GRAPH_MAX_PIXELS` comes again (:class:`diffmf.engine.graphs.GraphedCall`:
             the first two images of a size run eagerly, the third is captured, later ones
             replay); same kernels, same results.
+        normalize: ``none`` (default) keeps the network's output, which the decoder's sigmoid
+            already puts in [0, 1]; ``minmax`` maps each fused luminance to its own
+            ``(y - min) / (max - min)`` over the whole image (after tiling), as the CDDFuse test
+            script (``test_IVF.py``) does before saving: a contrast stretch that raises SD, SF
+            and AG, for comparing with numbers produced that way. A constant image is left as is.
     """
 
     def __init__(self, model: nn.Module, device: Union[str, torch.device] = "cpu", *, tile: int = 0,
-                 tile_overlap: int = 32, amp: bool = False, cuda_graphs: bool = True) -> None:
+                 tile_overlap: int = 32, amp: bool = False, cuda_graphs: bool = True,
+                 normalize: str = "none") -> None:
+        if normalize not in NORMALIZE_MODES:
+            raise ValueError(f"normalize must be one of {NORMALIZE_MODES}, got {normalize!r}")
+        self.normalize = normalize
         self.device = torch.device(device)
         self.model = model.to(self.device).eval()
         self.tile, self.tile_overlap = int(tile), int(tile_overlap)
@@ -126,7 +146,13 @@ class Fuser:
 
     @torch.no_grad()
     def fuse_y(self, ir: torch.Tensor, vi: torch.Tensor) -> torch.Tensor:
-        """``(B, 1, H, W)`` infrared and visible Y in [0, 1] -> fused Y ``(B, 1, H, W)`` float32 (on the device)."""
+        """``(B, 1, H, W)`` infrared and visible Y in [0, 1] -> fused Y ``(B, 1, H, W)`` float32 in
+        [0, 1] (on the device), min-max stretched per image when ``normalize="minmax"``."""
+        fused = self._fuse_y(ir, vi)
+        return minmax_stretch(fused) if self.normalize == "minmax" else fused
+
+    def _fuse_y(self, ir: torch.Tensor, vi: torch.Tensor) -> torch.Tensor:
+        """The network's output for :meth:`fuse_y`: whole images, tiles, or the out-of-memory fall-back."""
         if ir.shape != vi.shape or ir.dim() != 4 or ir.shape[1] != 1:
             raise ValueError(f"expected two (B, 1, H, W) tensors of one shape, got {tuple(ir.shape)} and {tuple(vi.shape)}")
         ir = ir.to(self.device, torch.float32)
@@ -373,6 +399,7 @@ def fuse(
     tile_overlap: int = 32,
     gray: bool = False,
     amp: bool = False,
+    normalize: str = "none",
 ) -> Any:
     """Fuse one infrared / visible pair.
 
@@ -382,6 +409,8 @@ def fuse(
         weights: registered name or file (default :data:`diffmf.weights.DEFAULT`); ignored when
             ``model`` is given.
         gray: return the fused luminance only, even for an RGB visible image.
+        normalize: ``none`` or ``minmax`` (stretch the fused luminance to [0, 1] as CDDFuse's
+            test script does; see :class:`Fuser`).
     Returns:
         The fused image, same height and width, RGB when ``vi`` is RGB (unless ``gray``), in the
         visible input's type: PIL -> PIL (``L``/``RGB``); numpy -> numpy of the same dtype
@@ -391,10 +420,10 @@ def fuse(
     ir_a, _, _ = _as_float_image(ir, "ir")
     vi_a, kind, extra = _as_float_image(vi, "vi")
     if model is not None:
-        fuser = Fuser(model, pick_device(device), tile=tile, tile_overlap=tile_overlap, amp=amp)
+        fuser = Fuser(model, pick_device(device), tile=tile, tile_overlap=tile_overlap, amp=amp, normalize=normalize)
     else:
         base = _cached_fuser(None if weights is None else str(weights), str(pick_device(device)))
-        fuser = Fuser(base.model, base.device, tile=tile, tile_overlap=tile_overlap, amp=amp)
+        fuser = Fuser(base.model, base.device, tile=tile, tile_overlap=tile_overlap, amp=amp, normalize=normalize)
     out = fuser.fuse_arrays(ir_a, vi_a, gray=gray)
     if kind == "pil":
         from PIL import Image
