@@ -29,12 +29,12 @@ score() {  # WEIGHTS TAG NORMALIZE
   done
 }
 steps=$(( 32000 + EXTRA ))
-s=$(date +%s)
+t0=$(date +%s)
 python3 -m diffmf train diffmf_paper_roadscene --set \
   "data.roots=[.data/train/RoadScene171,.data/train/MSRS8]" "val.every=0" "out_dir=$RUN" "train.resume=$BASE" \
   "loss.w_text=$W_TEXT" "train.steps=$steps" "optim.restarts=[8000,16000,24000,32000]" "train.image_every=0" \
   "train.checkpoint_every=100000" 2>&1 | tee "$OUT/train_console.log" | grep -v "it/s]" | tail -12
-echo "train exit ${PIPESTATUS[0]} after $(( $(date +%s) - s )) s"
+echo "train exit ${PIPESTATUS[0]} after $(( $(date +%s) - t0 )) s"
 for n in $NORMALIZE; do score "$RUN/weights.safetensors" "wtext${W_TEXT}_$n" "$n"; done
 for n in $SHIPPED; do score src/diffmf/weights/diffmf_paper.roadscene.safetensors "shipped_$n" "$n"; done
 cp "$RUN/weights.safetensors" "$OUT/wtext$W_TEXT.safetensors"

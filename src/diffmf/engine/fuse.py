@@ -59,10 +59,9 @@ def _is_oom(exc: BaseException) -> bool:
 def minmax_stretch(y: torch.Tensor) -> torch.Tensor:
     """``(B, C, H, W)`` -> each image mapped to ``(y - min) / (max - min)`` over its C, H, W,
     i.e. onto [0, 1] exactly (CDDFuse's ``test_IVF.py``); images with ``max == min`` unchanged."""
-    flat = y.flatten(1)
-    lo = flat.min(dim=1).values.view(-1, *([1] * (y.dim() - 1)))
-    hi = flat.max(dim=1).values.view(-1, *([1] * (y.dim() - 1)))
-    span = hi - lo
+    dims = tuple(range(1, y.dim()))
+    lo = y.amin(dim=dims, keepdim=True)
+    span = y.amax(dim=dims, keepdim=True) - lo
     return torch.where(span > 0, (y - lo) / span.clamp_min(torch.finfo(y.dtype).tiny), y)
 
 
