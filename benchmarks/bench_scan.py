@@ -14,6 +14,9 @@ run. Two byte counts are reported:
 Each shape also reports the forward replayed as one CUDA graph (the GPU time without the
 host's launch gaps) and the host time to issue one eager forward.
 
+``--lowrank R`` also times the network's call with rank-R step inputs: expand_delta + the
+scan against the dt_proj applied inside the forward sweeps.
+
 ``--sweep`` also times alternative lane layouts / segment lengths (environment overrides of
 :mod:`diffmf.ops.triton.scan`: the built-in list, or ``--variant "ENV=VALUE[;ENV=VALUE]"``
 repeated), in ``--rounds`` interleaved rounds; kernels are compiled in parallel processes
@@ -158,6 +161,46 @@ def bench_shape(batch, k, d, n, h, w, dtype, dev, reps, profile=False, graph=Fal
     return res
 
 
+def bench_lowrank(batch, k, d, n, h, w, rank, dtype, dev, reps) -> Dict:
+    """The network's call: rank-R step inputs and dt_proj weights. "expanded" = expand_delta
+    (one bmm writing the (B, K, D, H, W) map) + the fused scan (which transposes that map for
+    routes 0/2); "fused" = dt_proj inside the forward sweeps (no map). Forward as one CUDA
+    graph, forward + backward eager; the two forwards' outputs compared."""
+    from diffmf.ops.selective_scan import expand_delta
+    from diffmf.ops.triton import selective_scan_2d_lowrank_triton
+
+    copies = 3
+    sets = []
+    for base in make_inputs(batch, k, d, n, h, w, dtype, dev, copies):
+        u, _, A, B, C, D, bias = base
+        dts = (torch.randn(batch, k, rank, h, w, device=dev) * 0.5).to(dtype)
+        W = (torch.randn(k, d, rank, device=dev) * rank ** -0.5).to(dtype)
+        sets.append([u, dts, W, A, B, C, D, bias])
+    dys = [torch.randn(batch, d, h, w, device=dev) for _ in range(copies)]
+    paths = {
+        "expanded": lambda u, dts, W, *r: selective_scan_2d_triton(u, expand_delta(dts, W), *r, True),
+        "fused": lambda u, dts, W, *r: selective_scan_2d_lowrank_triton(u, dts, W, *r, True),
+    }
+    res: Dict = dict(batch=batch, k=k, d=d, n=n, h=h, w=w, rank=rank, dtype=str(dtype).replace("torch.", ""))
+    outs = {}
+    for name, fn in paths.items():
+        def fwd(i, fn=fn):
+            with torch.no_grad():
+                return fn(*sets[i % copies])
+
+        def fwd_bwd(i, fn=fn):
+            xs = [t.detach().requires_grad_(t.is_floating_point()) for t in sets[i % copies]]
+            y = fn(*xs)
+            torch.autograd.grad(y, [x for x in xs if x.requires_grad], dys[i % copies])
+
+        outs[name] = fwd(0)
+        res[f"{name}_fwd_graph_ms"] = launch_split(fwd, reps)["fwd_graph_ms"]
+        res[f"{name}_fwd_bwd_ms"] = statistics.median(time_ms(fwd_bwd, max(5, reps // 2)))
+    res["max_abs_diff"] = float((outs["fused"] - outs["expanded"]).abs().max())
+    res["bitwise_equal"] = bool(torch.equal(outs["fused"], outs["expanded"]))
+    return res
+
+
 def torch_reference_ms(batch, k, d, n, h, w, dtype, dev) -> float:
     from diffmf.ops import selective_scan_2d
 
@@ -258,6 +301,8 @@ def main(argv=None) -> int:
                     help='sweep this "ENV=VALUE[;ENV=VALUE]" instead of the built-in list (repeatable)')
     ap.add_argument("--profile", action="store_true")
     ap.add_argument("--torch-ref", action="store_true", help="also time the plain PyTorch path once")
+    ap.add_argument("--lowrank", type=int, default=0, metavar="R",
+                    help="also time the network's rank-R call: expand_delta + scan against dt_proj inside the sweeps")
     ap.add_argument("--warm-only", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--warm-sweep", action="store_true", help="only compile the sweep's kernels (in parallel) and exit")
     args = ap.parse_args(argv)
@@ -301,6 +346,15 @@ def main(argv=None) -> int:
         if "kernels_ms" in r:
             for kname, kms in r["kernels_ms"].items():
                 print(f"      {kname:40s} {kms:8.3f} ms")
+    if args.lowrank:
+        info["lowrank"] = []
+        for shape in args.shapes.split(","):
+            h, w = (int(v) for v in shape.split("x"))
+            r = bench_lowrank(args.batch, args.routes, args.channels, args.states, h, w, args.lowrank, dtype, dev, args.reps)
+            info["lowrank"].append(r)
+            print(f"rank-{r['rank']} step inputs {h}x{w}: forward (graph) expanded {r['expanded_fwd_graph_ms']:.3f} ms, "
+                  f"fused {r['fused_fwd_graph_ms']:.3f} ms; forward+backward {r['expanded_fwd_bwd_ms']:.3f} / "
+                  f"{r['fused_fwd_bwd_ms']:.3f} ms; outputs max |diff| {r['max_abs_diff']:.2e} (bitwise {r['bitwise_equal']})", flush=True)
     if args.torch_ref:
         r0 = results[0]
         info["torch_ref_fwd_ms"] = torch_reference_ms(args.batch, args.routes, args.channels, args.states, r0["h"], r0["w"], dtype, dev)

@@ -223,7 +223,7 @@ def test_kernel_specialisation_plan():
         assert not free & geometry, (name, free & geometry)
         assert not any(n.endswith("_ptr") for n in free)
     chain = set(kernels.unspecialised_args(kernels._chain_kernel.fn, all_ints=True))
-    assert {"OUTER", "NSEG", "P"} <= chain
+    assert {"OUTER0", "NSEG0", "P0", "OUTER1", "NSEG1", "P1"} <= chain
 
 
 def test_memoised_planning_follows_the_environment(monkeypatch):
@@ -368,6 +368,54 @@ def test_2d_exchanged_bc_between_modalities():
     ref = run(lambda *x: selective_scan_2d(*x, backend="ref"), torch.float64)
     for g, r in zip(got, ref):
         assert rel(g, r) < 1e-5
+
+
+def _lowrank_inputs(rank, dtype, k=4, d=3, n=4, h=5, w=6, b=2):
+    u, _, A, Bm, Cm, D, bias = inputs_2d(b, k, d, n, h, w, dtype)
+    dts = (torch.randn(b, k, rank, h, w) * 0.7 - 0.5).to(dtype)
+    weight = (torch.randn(k, d, rank) * 0.8).to(dtype)
+    return [u, dts, weight, A, Bm, Cm, D, bias]
+
+
+@pytest.mark.parametrize("rank,k,dtype", [(2, 4, torch.float32), (3, 4, torch.float32), (1, 2, torch.float32),
+                                         (4, 4, torch.float32), (5, 4, torch.float32), (2, 4, torch.bfloat16)])
+def test_2d_lowrank_matches_expanded_delta(rank, k, dtype):
+    """dt_proj inside the forward sweeps (ranks 1-4; rank 5 takes the expanded path) = the op
+    on the expanded step map: y and every gradient, including those of the rank-R step inputs
+    and the dt_proj weight (through expand_delta's matmul), against the float64 oracle."""
+    from diffmf.ops.selective_scan import expand_delta
+    from diffmf.ops.triton import selective_scan_2d_lowrank_triton
+
+    ins = _lowrank_inputs(rank, dtype, k=k)
+    dy = torch.randn(2, 3, 5, 6)
+    got = grads(selective_scan_2d_lowrank_triton, ins, dy, True)
+
+    def ref(u, dts, weight, *rest):
+        delta = expand_delta(dts, weight)
+        with torch.no_grad():  # the value rounded as expand_delta rounds it in the input dtype
+            rounded = expand_delta(dts.to(dtype), weight.to(dtype)).double()
+        delta = delta + (rounded - delta).detach()
+        return selective_scan_2d(u, delta, *rest, backend="ref")
+
+    want = grads(ref, [t.double() for t in ins], dy.double(), True)
+    names = ("y", "du", "ddts", "dW", "dA", "dB", "dC", "dD", "dbias")
+    for name, g, r in zip(names, got, want):
+        assert g.shape == r.shape and torch.isfinite(g).all(), name
+        limit = 1e-2 if (dtype == torch.bfloat16 and name not in ("y", "dD", "dbias")) else 1e-5
+        assert rel(g, r) < limit, f"{name}: relative error {rel(g, r):.2e}"
+
+
+def test_2d_lowrank_rounds_the_step_like_expand_delta():
+    """bf16 inputs: the kernels round sum_r W dts to bf16 as expand_delta's matmul does, so
+    the fused low-rank forward equals the fused forward on the expanded map (bitwise here:
+    same kernels, same rounded steps)."""
+    from diffmf.ops.selective_scan import expand_delta
+    from diffmf.ops.triton import selective_scan_2d_lowrank_triton
+
+    u, dts, weight, A, Bm, Cm, D, bias = _lowrank_inputs(2, torch.bfloat16)
+    y = selective_scan_2d_lowrank_triton(u, dts, weight, A, Bm, Cm, D, bias, True)
+    y_ref = selective_scan_2d_triton(u, expand_delta(dts, weight), A, Bm, Cm, D, bias, True)
+    assert torch.equal(y, y_ref)
 
 
 def test_2d_deterministic():

@@ -92,38 +92,51 @@ def _backend_reason(device, requested: Optional[str]) -> Tuple[str, str]:
 
 
 def _self_check(device, backend: str) -> Tuple[bool, str]:
-    """Fused 2-D scan, forward and gradients, active backend vs the float64 loop oracle."""
+    """Fused 2-D scan, forward and gradients, active backend vs the float64 loop oracle: the
+    op on a per-channel step map and the network's call (rank-2 step inputs and dt_proj
+    weights, which the Triton backend expands inside its forward sweeps)."""
     import torch
 
     from diffmf.ops import selective_scan_2d
+    from diffmf.ops.selective_scan import expand_delta, selective_scan_2d_lowrank
 
     gen = torch.Generator().manual_seed(0)
-    b, k, d, n, h, w = 1, 4, 8, 16, 10, 12
-    cpu = [
-        torch.randn(b, d, h, w, generator=gen),
-        torch.randn(b, k, d, h, w, generator=gen) - 1.0,
+    b, k, d, n, h, w, r = 1, 4, 8, 16, 10, 12, 2
+    u = torch.randn(b, d, h, w, generator=gen)
+    delta = torch.randn(b, k, d, h, w, generator=gen) - 1.0
+    rest = [
         -torch.exp(torch.randn(k * d, n, generator=gen) * 0.5),
         torch.randn(b, k, n, h, w, generator=gen),
         torch.randn(b, k, n, h, w, generator=gen),
         torch.randn(k * d, generator=gen),
         torch.randn(k * d, generator=gen) * 0.5,
     ]
+    dts, weight = torch.randn(b, k, r, h, w, generator=gen) - 0.5, torch.randn(k, d, r, generator=gen) * 0.7
     dy = torch.randn(b, d, h, w, generator=gen)
+    cases = {
+        "": ([u, delta, *rest], lambda *x, be: selective_scan_2d(*x, True, backend=be),
+             ("y", "du", "ddelta", "dA", "dB", "dC", "dD", "dbias")),
+        "rank-2 ": ([u, dts, weight, *rest], lambda *x, be: selective_scan_2d_lowrank(*x, True, backend=be),
+                    ("y", "du", "ddts", "dW", "dA", "dB", "dC", "dD", "dbias")),
+    }
+    errs = {}
     t0 = time.perf_counter()
-    xs = [t.to(device).requires_grad_() for t in cpu]
-    y = selective_scan_2d(*xs, True, backend=backend)
-    got = [y] + list(torch.autograd.grad(y, xs, dy.to(device)))
+    for prefix, (cpu, fn, names) in cases.items():
+        xs = [t.to(device).requires_grad_() for t in cpu]
+        y = fn(*xs, be=backend)
+        got = [y] + list(torch.autograd.grad(y, xs, dy.to(device)))
+        refs_in = [t.double().requires_grad_() for t in cpu]
+        if prefix:  # the oracle on the expanded map
+            yr = selective_scan_2d(refs_in[0], expand_delta(refs_in[1], refs_in[2]), *refs_in[3:], True, backend="ref")
+        else:
+            yr = selective_scan_2d(*refs_in, True, backend="ref")
+        ref = [yr] + list(torch.autograd.grad(yr, refs_in, dy.double()))
+        for nm, g, rr in zip(names, got, ref):
+            rr = rr.detach()
+            errs[prefix + nm] = float((g.detach().double().cpu() - rr).norm() / rr.norm().clamp_min(1e-300))
     if device.type == "cuda":
         torch.cuda.synchronize()
     elapsed = time.perf_counter() - t0
-    refs_in = [t.double().requires_grad_() for t in cpu]
-    yr = selective_scan_2d(*refs_in, True, backend="ref")
-    ref = [yr] + list(torch.autograd.grad(yr, refs_in, dy.double()))
-    names = ("y", "du", "ddelta", "dA", "dB", "dC", "dD", "dbias")
-    errs = {}
-    for nm, g, r in zip(names, got, ref):
-        r = r.detach()
-        errs[nm] = float((g.detach().double().cpu() - r).norm() / r.norm().clamp_min(1e-300))
     worst = max(errs, key=errs.get)
     ok = all(e <= TOLERANCE and e == e for e in errs.values())  # e == e: not NaN
     per_tensor = " ".join(f"{k}={v:.0e}" for k, v in errs.items())
@@ -149,5 +162,5 @@ def run(args: argparse.Namespace) -> int:
         log.debug("self-check failed", exc_info=True)
         print(f"{'check':>10s}  FAILED with {type(exc).__name__}: {exc}")
         return 1
-    print(f"{'check':>10s}  {'ok' if ok else 'FAILED'}: {name} vs float64 oracle, 2-D scan forward + 7 gradients, {detail}")
+    print(f"{'check':>10s}  {'ok' if ok else 'FAILED'}: {name} vs float64 oracle, 2-D scan forward + 7 gradients and its rank-2 call (+ 8), {detail}")
     return 0 if ok else 1

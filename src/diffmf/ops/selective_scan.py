@@ -139,19 +139,29 @@ def selective_scan_2d_lowrank(
     """:func:`selective_scan_2d` with delta = :func:`expand_delta` (dts, dt_weight).
 
     dts: (B, K, R, H, W), dt_weight: (K, D, R); the rest as in :func:`selective_scan_2d`.
-    The torch backend's no-grad path expands delta stretch by stretch inside the scan, so the
-    (B, K, D, H, W) map (the largest tensor of an SS2D) is never written out; every other
-    path expands it first and calls :func:`selective_scan_2d`.
+    The (B, K, D, H, W) step map (the largest tensor of an SS2D) is never written out by the
+    Triton backend (its forward sweeps expand delta per channel, see
+    :func:`diffmf.ops.triton.selective_scan_2d_lowrank_triton`) nor by the torch backend's
+    no-grad path (stretch by stretch inside the scan); the other paths expand it first and
+    call :func:`selective_scan_2d`.
     """
     batch, d, h, w = u.shape
     k, r = dts.shape[1], dts.shape[2]
     if dts.shape != (batch, k, r, h, w) or dt_weight.shape != (k, d, r):
         raise ValueError(f"dts must be (B, K, R, H, W) and dt_weight (K, D, R) with B={batch}, D={d}, H={h}, W={w}; got {tuple(dts.shape)}, {tuple(dt_weight.shape)}")
-    if _flops.recording() is None and _streams(u, (dts, dt_weight, A, B, C, D, delta_bias), backend):
-        if B.shape[:2] != (batch, k) or B.shape[3:] != (h, w) or C.shape != B.shape:
-            raise ValueError(f"B and C must be (B, K, N, H, W) with K={k}, H={h}, W={w}; got {tuple(B.shape)}, {tuple(C.shape)}")
-        _check_2d(batch, k, d, h * w, A, B, C)
-        return _scan_2d_inference(u, None, A, B, C, D, delta_bias, delta_softplus, lowrank=(dts, dt_weight))
+    if _flops.recording() is None:
+        name = resolve_backend(u.device, backend)
+        streams = _streams(u, (dts, dt_weight, A, B, C, D, delta_bias), name)
+        if name == "triton" or streams:
+            if B.shape[:2] != (batch, k) or B.shape[3:] != (h, w) or C.shape != B.shape:
+                raise ValueError(f"B and C must be (B, K, N, H, W) with K={k}, H={h}, W={w}; got {tuple(B.shape)}, {tuple(C.shape)}")
+            _check_2d(batch, k, d, h * w, A, B, C)
+        if name == "triton":  # delta expanded inside the forward sweeps
+            from diffmf.ops.triton import selective_scan_2d_lowrank_triton
+
+            return selective_scan_2d_lowrank_triton(u, dts, dt_weight, A, B, C, D, delta_bias, delta_softplus)
+        if streams:
+            return _scan_2d_inference(u, None, A, B, C, D, delta_bias, delta_softplus, lowrank=(dts, dt_weight))
     return selective_scan_2d(u, expand_delta(dts, dt_weight), A, B, C, D, delta_bias, delta_softplus, backend)
 
 

@@ -234,18 +234,76 @@ def _delta(xr, m, bias, HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr):
     return x, tl.where(m, dl, 0.0)
 
 
+MAX_RANK = 4  # rank-R step inputs the forward sweeps expand themselves (R <= MAX_RANK)
+
+
+@triton.jit
+def _load_dt(dt_b, W0, W1, W2, W3, co, pos, PLANE, R: tl.constexpr):
+    """The raw step of each lane channel at ``pos`` (the dt tensor's values; float32 when R > 0).
+
+    R = 0: read from the per-channel planes (``co + pos``). 0 < R <= 4: the planes hold the
+    route's rank-R step inputs (VMamba's dt_proj input, R planes ``PLANE`` apart, one load per
+    lane each, shared by its channels) and W0..W3 the lane channels' dt_proj weights:
+    raw = sum_r W_r dts_r in float32, rounded to the dt dtype as
+    :func:`diffmf.ops.selective_scan.expand_delta` (a matmul in that dtype with float32
+    accumulation) rounds its output; so the (K, D, H, W) step map is never written or read.
+    (Each weight is its own tensor of the lane shape: an extra rank axis would give the
+    sweep's tensors another layout and cost shared-memory conversions every step.)"""
+    if R == 0:
+        x = tl.load(dt_b + (co + pos))
+    else:
+        p0 = co * 0 + pos  # the lane channels' shape (same address for each)
+        x = W0 * tl.load(dt_b + p0).to(tl.float32)
+        if R > 1:
+            x += W1 * tl.load(dt_b + (PLANE + p0)).to(tl.float32)
+        if R > 2:
+            x += W2 * tl.load(dt_b + (2 * PLANE + p0)).to(tl.float32)
+        if R > 3:
+            x += W3 * tl.load(dt_b + (3 * PLANE + p0)).to(tl.float32)
+        if dt_b.dtype.element_ty == tl.bfloat16:
+            # round to nearest even on the bits (finite values): the same on the GPU and in
+            # the interpreter, whose float32 -> bfloat16 cast truncates
+            bits = x.to(tl.uint32, bitcast=True)
+            bits = (bits + (0x7FFF + ((bits >> 16) & 1))) & 0xFFFF0000
+            x = bits.to(tl.float32, bitcast=True)
+        elif dt_b.dtype.element_ty == tl.float16:
+            x = x.to(tl.float16).to(tl.float32)
+    return x
+
+
+@triton.jit
+def _dt_rows(W_ptr, kd, R: tl.constexpr):
+    """dt_proj weights W[k*D + d, r] of the lane channels, r < R, as float32 tensors of the
+    lane shape (0.0 for r >= R)."""
+    w0 = 0.0
+    w1 = 0.0
+    w2 = 0.0
+    w3 = 0.0
+    if R > 0:
+        w0 = tl.load(W_ptr + kd * R)
+    if R > 1:
+        w1 = tl.load(W_ptr + kd * R + 1)
+    if R > 2:
+        w2 = tl.load(W_ptr + kd * R + 2)
+    if R > 3:
+        w3 = tl.load(W_ptr + kd * R + 3)
+    return w0, w1, w2, w3
+
+
 # --------------------------------------------------------------------------------------
 # forward
 # --------------------------------------------------------------------------------------
 @_jit
 def _fwd_local_kernel(
-    u_ptr, dt_ptr, A2_ptr, B_ptr, bias_ptr, hloc_ptr, dsum_ptr,
+    u_ptr, dt_ptr, A2_ptr, B_ptr, bias_ptr, W_ptr, hloc_ptr, dsum_ptr,
     su_b, su_k, sd_b, sd_k, sB_b, sB_k,
     PLANE, D, K, OUTER, INNER, S, NSEG, NSEG_STRIDE, so, si, k0, kstep, rev_from, kdiv,
     N: tl.constexpr, DPT: tl.constexpr, NPT: tl.constexpr, SG: tl.constexpr, CG: tl.constexpr, NS: tl.constexpr,
     SEG_FAST: tl.constexpr, HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr, PREFETCH: tl.constexpr,
+    R: tl.constexpr = 0,
 ):
-    """Pass 1: each segment from h = 0 -> hloc[b,k,d,s,:] = h_end, dsum[b,k,d,s] = sum delta."""
+    """Pass 1: each segment from h = 0 -> hloc[b,k,d,s,:] = h_end, dsum[b,k,d,s] = sum delta.
+    R > 0: dt holds rank-R step inputs, expanded per channel with W (see :func:`_load_dt`)."""
     pid_l = tl.program_id(0)
     k = k0 + tl.program_id(1) * kstep
     b = tl.program_id(2).to(tl.int64)
@@ -259,25 +317,26 @@ def _fwd_local_kernel(
     bias = 0.0
     if HAS_BIAS:
         bias = tl.load(bias_ptr + kd)
+    W0, W1, W2, W3 = _dt_rows(W_ptr, kd, R)
     u_b = u_ptr + (b * su_b + k * su_k)
     dt_b = dt_ptr + (b * sd_b + (k // kdiv) * sd_k)
     B_b = B_ptr + (b * sB_b + (k // kdiv) * sB_k)
     h = tl.where(n_ok, A2 * 0.0, 0.0)
     dsum = tl.where(d_ok, 0.0, 0.0)
     pos_n, ok_n = _step(0, p, o, rev, S, INNER, so, si, s_ok)
-    xr_n = tl.load(dt_b + (co + pos_n))
+    xr_n = _load_dt(dt_b, W0, W1, W2, W3, co, pos_n, PLANE, R)
     uu_n = tl.load(u_b + (co + pos_n))
     bb_n = tl.load(B_b + (pos_n * N + nc))
     for t in range(0, S):
         if PREFETCH:
             ok, xr, uu, bb = ok_n, xr_n, uu_n, bb_n
             pos_n, ok_n = _step(t + 1, p, o, rev, S, INNER, so, si, s_ok)
-            xr_n = tl.load(dt_b + (co + pos_n))
+            xr_n = _load_dt(dt_b, W0, W1, W2, W3, co, pos_n, PLANE, R)
             uu_n = tl.load(u_b + (co + pos_n))
             bb_n = tl.load(B_b + (pos_n * N + nc))
         else:
             pos, ok = _step(t, p, o, rev, S, INNER, so, si, s_ok)
-            xr = tl.load(dt_b + (co + pos))
+            xr = _load_dt(dt_b, W0, W1, W2, W3, co, pos, PLANE, R)
             uu = tl.load(u_b + (co + pos))
             bb = tl.load(B_b + (pos * N + nc))
         _, dl = _delta(xr, d_ok & ok, bias, HAS_BIAS, SOFTPLUS)
@@ -291,24 +350,35 @@ def _fwd_local_kernel(
 @_jit(all_ints=True)
 def _chain_kernel(
     loc_ptr, dsum_ptr, A2_ptr, out_ptr,
-    D, K, OUTER, P, NSEG, NSEG_STRIDE, k0, kstep, rev_from, flip,
-    N: tl.constexpr, CD: tl.constexpr, NP: tl.constexpr, CT: tl.constexpr,
+    D, K, NSEG_STRIDE, rev_from, flip, OUTER0, P0, NSEG0, OUTER1, P1, NSEG1,
+    N: tl.constexpr, NORI: tl.constexpr, CD: tl.constexpr, NB: tl.constexpr, CT: tl.constexpr,
 ):
     """Exclusive linear scan over the segments of a route, in route order (flip=0) or the
     reverse (flip=1, for the adjoint): out[c] = state entering chain position c, where
     chain position c applies h -> exp(A dsum_c) h + loc_c. Tiles of CT segments are scanned
-    with tl.associative_scan; the running state is carried between tiles."""
-    k = k0 + tl.program_id(1) * kstep
+    with tl.associative_scan; the running state is carried between tiles.
+
+    One launch covers every route: route k belongs to orientation ``k % NORI`` (rows 0/2 and
+    columns 1/3 of the 2-D op, one orientation for the 1-D op), whose segment grid is
+    (OUTER, P pieces, NSEG). A program owns CD channels x NB states of one route (grid axis
+    0 = channel blocks x state blocks), so that enough programs run at batch 1."""
+    k = tl.program_id(1)
     b = tl.program_id(2).to(tl.int64)
+    NBLK: tl.constexpr = (N + NB - 1) // NB
+    pid = tl.program_id(0)
     backwards = (k >= rev_from).to(tl.int32) ^ flip
-    d = tl.program_id(0) * CD + tl.arange(0, CD)[:, None, None]
-    n = tl.arange(0, NP)[None, :, None]
+    odd = k % NORI  # orientation of route k (0 or 1), selected arithmetically
+    OUTER = OUTER0 + odd * (OUTER1 - OUTER0)
+    P = P0 + odd * (P1 - P0)
+    NSEG = NSEG0 + odd * (NSEG1 - NSEG0)
+    d = (pid // NBLK) * CD + tl.arange(0, CD)[:, None, None]
+    n = (pid % NBLK) * NB + tl.arange(0, NB)[None, :, None]
     c = tl.arange(0, CT)[None, None, :]
     d_ok = d < D
     n_ok = n < N
     A2 = tl.load(A2_ptr + (k * D + d) * N + n, mask=d_ok & n_ok, other=0.0)
     seg_row = (b * K + k) * D + d  # (CD, 1, 1)
-    carry = tl.sum(A2 * 0.0, axis=2)  # (CD, NP)
+    carry = tl.sum(A2 * 0.0, axis=2)  # (CD, NB)
     for c0 in range(0, NSEG, CT):
         # element feeding output position c0 + c (exclusive scan)
         ce = c0 + c - 1
@@ -331,14 +401,16 @@ def _chain_kernel(
 
 @_jit
 def _fwd_out_kernel(
-    u_ptr, dt_ptr, A2_ptr, B_ptr, C_ptr, D_ptr, bias_ptr, hstart_ptr, y_ptr,
+    u_ptr, dt_ptr, A2_ptr, B_ptr, C_ptr, D_ptr, bias_ptr, W_ptr, hstart_ptr, y_ptr,
     su_b, su_k, sd_b, sd_k, sB_b, sB_k, sC_b, sC_k, sy_b, sy_k,
     PLANE, D, K, OUTER, INNER, S, NSEG, NSEG_STRIDE, so, si, k0, kstep, rev_from, kdiv, y_k0, y_kdiv,
     N: tl.constexpr, DPT: tl.constexpr, NPT: tl.constexpr, SG: tl.constexpr, CG: tl.constexpr, NS: tl.constexpr,
     SEG_FAST: tl.constexpr, HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr, HAS_D: tl.constexpr,
     PHASES: tl.constexpr, ACCUM: tl.constexpr, PREFETCH: tl.constexpr,
+    R: tl.constexpr = 0,
 ):
-    """Pass 3: each segment from its true start state -> y (float32).
+    """Pass 3: each segment from its true start state -> y (float32). R > 0: dt holds rank-R
+    step inputs, expanded per channel with W (see :func:`_load_dt`).
 
     Route k writes output slot ``(k - y_k0) // y_kdiv`` (``sy_k`` apart; 0 when the routes
     share one output). PHASES routes (k0, k0 + kstep, ...) run one after the other in the same
@@ -364,6 +436,7 @@ def _fwd_out_kernel(
             Dk = tl.load(D_ptr + kd)
         seg_row = (b * K + k) * D + d
         h = tl.load(hstart_ptr + (seg_row * NSEG_STRIDE + s) * N + n, mask=d_ok & n_ok, other=0.0)
+        W0, W1, W2, W3 = _dt_rows(W_ptr, kd, R)
         u_b = u_ptr + (b * su_b + k * su_k)
         dt_b = dt_ptr + (b * sd_b + (k // kdiv) * sd_k)
         B_b = B_ptr + (b * sB_b + (k // kdiv) * sB_k)
@@ -371,7 +444,7 @@ def _fwd_out_kernel(
         y_b = y_ptr + (b * sy_b + ((k - y_k0) // y_kdiv) * sy_k)
         w_ok = d_ok & (ns == 0)
         pos_n, ok_n = _step(0, p, o, rev, S, INNER, so, si, s_ok)
-        xr_n = tl.load(dt_b + (co + pos_n))
+        xr_n = _load_dt(dt_b, W0, W1, W2, W3, co, pos_n, PLANE, R)
         uu_n = tl.load(u_b + (co + pos_n))
         bb_n = tl.load(B_b + (pos_n * N + nc))
         cc_n = tl.load(C_b + (pos_n * N + nc))
@@ -382,7 +455,7 @@ def _fwd_out_kernel(
             if PREFETCH:  # loads for step t + 1 are in flight while step t computes
                 pos, ok, xr, uu, bb, cc, yo = pos_n, ok_n, xr_n, uu_n, bb_n, cc_n, yo_n
                 pos_n, ok_n = _step(t + 1, p, o, rev, S, INNER, so, si, s_ok)
-                xr_n = tl.load(dt_b + (co + pos_n))
+                xr_n = _load_dt(dt_b, W0, W1, W2, W3, co, pos_n, PLANE, R)
                 uu_n = tl.load(u_b + (co + pos_n))
                 bb_n = tl.load(B_b + (pos_n * N + nc))
                 cc_n = tl.load(C_b + (pos_n * N + nc))
@@ -390,7 +463,7 @@ def _fwd_out_kernel(
                     yo_n = tl.load(y_b + (co + pos_n), mask=w_ok & ok_n, other=0.0)
             else:
                 pos, ok = _step(t, p, o, rev, S, INNER, so, si, s_ok)
-                xr = tl.load(dt_b + (co + pos))
+                xr = _load_dt(dt_b, W0, W1, W2, W3, co, pos, PLANE, R)
                 uu = tl.load(u_b + (co + pos))
                 bb = tl.load(B_b + (pos * N + nc))
                 cc = tl.load(C_b + (pos * N + nc))

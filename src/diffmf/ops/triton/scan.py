@@ -217,6 +217,8 @@ class _Tensors:
     sC: Tuple[int, int]
     sy: Tuple[int, int]  # the output y of this frame (and dy, du)
     kdiv: int = 1
+    W: Optional[Tensor] = None  # rank > 0: dt holds rank-R step inputs; dt_proj rows (K*D, R) float32
+    rank: int = 0
 
 
 @dataclass
@@ -269,17 +271,43 @@ def _route_args(o: Orientation, phases: int) -> Tuple[int, int, int]:
     return o.routes[0], kstep, len(o.routes) // phases
 
 
+CHAIN_ENV = "DIFFMF_TRITON_CHAIN"  # "channels,states,tile,warps" per chain program (benchmarks)
+
+
+@functools.lru_cache(maxsize=64)
+def _chain_layout(N: int, interpret: bool, override: Optional[str]) -> Tuple[int, int, int, int]:
+    """(CD channels, NB states, CT segments per tile, warps) of a chain program.
+
+    Default on a GPU: 1 channel x 4 states, tiles of 512 segments, 4 warps: at batch 1 and
+    640x480 (K=4, D=64, N=16) that is 1024 programs in one launch for all routes, where the
+    earlier 1 channel x 16 states with one launch per orientation ran 128 programs each."""
+    if interpret:
+        return 1, min(2, _pow2(N)), 4, 1
+    if override:
+        cd, nb, ct, warps = (int(v) for v in override.split(","))
+        return cd, min(_pow2(nb), _pow2(N)), _pow2(ct), warps
+    return 1, min(4, _pow2(N)), 512, 4
+
+
 def _chain(p: Problem, T: _Tensors, loc: Tensor, dsum: Tensor, out: Tensor, flip: int) -> None:
-    """Segment start states (flip=0) or incoming adjoints (flip=1) for every route."""
-    interpret = triton_interpreting()
-    cd, ct, warps = (1, 4, 1) if interpret else (1, 256, 4)
-    for o in p.orients:
-        k0, kstep, nk = _route_args(o, 1)
-        _k._chain_kernel[(-(-p.D // cd), nk, p.batch)](
-            loc, dsum, T.A2, out,
-            p.D, p.K, o.outer, -(-o.inner // o.seglen), o.nseg, p.nseg_stride, k0, kstep, p.rev_from, flip,
-            N=p.N, CD=cd, NP=_pow2(p.N), CT=ct, num_warps=warps,
-        )
+    """Segment start states (flip=0) or incoming adjoints (flip=1) for every route, one launch.
+
+    Route k is of orientation ``k % len(p.orients)`` (rows 0/2, columns 1/3; see
+    :func:`_problem_2d`); the kernel takes both orientations' segment grids."""
+    cd, nb, ct, warps = _chain_layout(p.N, triton_interpreting(), os.environ.get(CHAIN_ENV))
+    nori = len(p.orients)
+    geo = []
+    for i, o in enumerate(p.orients):
+        assert all(r % nori == i for r in o.routes), (i, o.routes)
+        geo += [o.outer, -(-o.inner // o.seglen), o.nseg]
+    if nori == 1:
+        geo += geo
+    nblk = -(-p.N // nb)
+    _k._chain_kernel[(-(-p.D // cd) * nblk, p.K, p.batch)](
+        loc, dsum, T.A2, out,
+        p.D, p.K, p.nseg_stride, p.rev_from, flip, *geo,
+        N=p.N, NORI=nori, CD=cd, NB=nb, CT=ct, num_warps=warps,
+    )
 
 
 def _opt(T: _Tensors, t: Optional[Tensor]) -> Tensor:
@@ -388,10 +416,11 @@ def scan_forward(p: Problem, frames: List[_Frame]) -> Tuple[Tensor, Tensor]:
         lay = _layout(p.D, p.N, False, o.seg_fast, interpret)
         k0, kstep, nk = _route_args(o, 1)
         _k._fwd_local_kernel[_grid(p, o, lay, nk)](
-            T.u, T.dt, T.A2, T.B, _opt(T, T.bias), hloc, dsum,
+            T.u, T.dt, T.A2, T.B, _opt(T, T.bias), _opt(T, T.W), hloc, dsum,
             *T.su, *T.sd, *T.sB,
             *_geom_args(p, o), k0, kstep, p.rev_from, T.kdiv,
             **lay.meta(), N=p.N, SEG_FAST=o.seg_fast, HAS_BIAS=T.bias is not None, SOFTPLUS=p.softplus,
+            R=T.rank,
         )
     _chain(p, frames[0].T, hloc, dsum, hstart, flip=0)
     for f in frames:
@@ -400,11 +429,11 @@ def scan_forward(p: Problem, frames: List[_Frame]) -> Tuple[Tensor, Tensor]:
         phases = _phases(p, o)
         k0, kstep, nk = _route_args(o, phases)
         _k._fwd_out_kernel[_grid(p, o, lay, nk)](
-            T.u, T.dt, T.A2, T.B, T.C, _opt(T, T.D), _opt(T, T.bias), hstart, f.y,
+            T.u, T.dt, T.A2, T.B, T.C, _opt(T, T.D), _opt(T, T.bias), _opt(T, T.W), hstart, f.y,
             *T.su, *T.sd, *T.sB, *T.sC, *(f.sy_out or T.sy),
             *_geom_args(p, o), k0, kstep, p.rev_from, T.kdiv, *_slot_args(p, o),
             **lay.meta(), N=p.N, SEG_FAST=o.seg_fast, HAS_BIAS=T.bias is not None, SOFTPLUS=p.softplus,
-            HAS_D=T.D is not None, PHASES=phases, ACCUM=False,
+            HAS_D=T.D is not None, PHASES=phases, ACCUM=False, R=T.rank,
         )
     return hstart, dsum
 
@@ -595,6 +624,69 @@ class _Scan1D(torch.autograd.Function):
         )
 
 
+def _forward_2d(u: Tensor, dt: Tensor, A: Tensor, B: Tensor, C: Tensor, D, bias, softplus: bool, W: Optional[Tensor] = None):
+    """Forward of the fused 2-D op -> (y, problem, hstart, dsum). dt is the (B, K, D, H, W)
+    step map, or with ``W`` (K, D, R) the rank-R step inputs (B, K, R, H, W)."""
+    batch, d, h, w = u.shape
+    k, n = dt.shape[1], A.shape[1]
+    if k not in (1, 2, 4):
+        raise ValueError(f"the fused 2-D scan takes 1, 2 or 4 routes, got {k}")
+    L = h * w
+    u, dt = _planes(u, 2, L), _planes(dt, 2, L)  # B, C: any strides (see _frames_2d)
+    p = _problem_2d(batch, k, d, n, h, w, softplus, u.device)
+    y = torch.empty(batch, d, h, w, device=u.device, dtype=torch.float32)
+    hstart = dsum = y
+    if L > 0 and batch > 0:
+        frames = _frames_2d(p, u, dt, A, B, C, D, bias, W)
+        for f, (buf, strides) in zip(frames, _slot_buffers(p, frames, y)):
+            f.y, f.sy_out = buf, strides
+        hstart, dsum = scan_forward(p, frames)
+        _merge_slots([f.y for f in frames], y)
+    return y, p, hstart, dsum, u, dt
+
+
+def _backward_2d(p: Problem, need, dy: Tensor, u, delta, A, B, C, D, bias, hstart, dsum):
+    """Gradients (du, ddelta, dA, dB, dC, dD, dbias) of the fused 2-D op from dy; ``need``
+    flags them in that order (ddelta is computed whenever anything is)."""
+    batch, d, h, w = u.shape
+    dy = dy.float().contiguous()
+    frames = _frames_2d(p, u, delta, A, B, C, D, bias)
+    rows = frames[0]
+    kr = len(rows.o.routes)
+    f32 = dict(device=u.device, dtype=torch.float32)
+    du = torch.empty(batch, d, h, w, **f32)
+    ddt = torch.empty(delta.shape, device=u.device, dtype=delta.dtype)
+    rows.dy = transpose_planes(dy)
+    rows.ddt = torch.empty(batch, kr, d, w * h, device=u.device, dtype=delta.dtype)
+    rows.sdd = (rows.ddt.stride(0), rows.ddt.stride(1))
+    if len(frames) > 1:
+        cols = frames[1]
+        cols.dy, cols.ddt = dy, ddt[:, 1::2]  # routes 1/3 -> index k // 2 = 0/1
+        cols.sdd = (cols.ddt.stride(0), cols.ddt.stride(1))
+    for f, (buf, strides) in zip(frames, _slot_buffers(p, frames, du)):
+        f.du, f.sdu = buf, strides
+    g = scan_backward(p, frames, hstart, dsum)
+    _merge_slots([f.du for f in frames], du)
+    for j, kk in enumerate(rows.o.routes):  # back from the transposed frame
+        transpose_planes(rows.ddt[:, j].view(batch, d, w, h), ddt[:, kk])
+    # dB, dC: each frame's state-contiguous partials summed into its routes (0/2, 1/3) of
+    # the public (B, K, N, H, W) layout, the rows frame's also transposed back, one pass each
+    dB, dC = torch.empty_like(B), torch.empty_like(C)
+    for i, f in enumerate(frames):
+        dBC = grad_planes(g[f"dBC{i}"], h, w, transpose=i == 0)
+        relayout(dBC[0], dB[:, i::2])
+        relayout(dBC[1], dC[:, i::2])
+    return (
+        du.to(u.dtype) if need[0] else None,
+        ddt,
+        g["dA"].to(A.dtype) if need[2] else None,
+        dB if need[3] else None,
+        dC if need[4] else None,
+        g["dD"].to(D.dtype) if (D is not None and need[5]) else None,
+        g["dbias"].to(bias.dtype) if (bias is not None and need[6]) else None,
+    )
+
+
 class _Scan2D(torch.autograd.Function):
     """Autograd for :func:`selective_scan_2d_triton` (fused cross-scan / merge).
 
@@ -606,21 +698,7 @@ class _Scan2D(torch.autograd.Function):
     @staticmethod
     def forward(ctx, u, delta, A, B, C, D, delta_bias, delta_softplus):  # type: ignore[override]
         _check_float(u, delta, A, B, C, D, delta_bias)
-        batch, d, h, w = u.shape
-        k, n = delta.shape[1], A.shape[1]
-        if k not in (1, 2, 4):
-            raise ValueError(f"the fused 2-D scan takes 1, 2 or 4 routes, got {k}")
-        L = h * w
-        u, delta = _planes(u, 2, L), _planes(delta, 2, L)  # B, C: any strides (see _frames_2d)
-        p = _problem_2d(batch, k, d, n, h, w, bool(delta_softplus), u.device)
-        y = torch.empty(batch, d, h, w, device=u.device, dtype=torch.float32)
-        hstart = dsum = y
-        if L > 0 and batch > 0:
-            frames = _frames_2d(p, u, delta, A, B, C, D, delta_bias)
-            for f, (buf, strides) in zip(frames, _slot_buffers(p, frames, y)):
-                f.y, f.sy_out = buf, strides
-            hstart, dsum = scan_forward(p, frames)
-            _merge_slots([f.y for f in frames], y)
+        y, p, hstart, dsum, u, delta = _forward_2d(u, delta, A, B, C, D, delta_bias, bool(delta_softplus))
         ctx.problem = p
         ctx.save_for_backward(u, delta, A, B, C, D, delta_bias, hstart, dsum)
         return y
@@ -631,46 +709,52 @@ class _Scan2D(torch.autograd.Function):
         p: Problem = ctx.problem
         if p.length == 0 or p.batch == 0:
             return _zero_grads(u, delta, A, B, C, D, bias)
-        batch, d, h, w = u.shape
-        dy = dy.float().contiguous()
-        frames = _frames_2d(p, u, delta, A, B, C, D, bias)
-        rows = frames[0]
-        kr = len(rows.o.routes)
-        f32 = dict(device=u.device, dtype=torch.float32)
-        du = torch.empty(batch, d, h, w, **f32)
-        ddt = torch.empty(delta.shape, device=u.device, dtype=delta.dtype)
-        rows.dy = transpose_planes(dy)
-        rows.ddt = torch.empty(batch, kr, d, w * h, device=u.device, dtype=delta.dtype)
-        rows.sdd = (rows.ddt.stride(0), rows.ddt.stride(1))
-        if len(frames) > 1:
-            cols = frames[1]
-            cols.dy, cols.ddt = dy, ddt[:, 1::2]  # routes 1/3 -> index k // 2 = 0/1
-            cols.sdd = (cols.ddt.stride(0), cols.ddt.stride(1))
-        for f, (buf, strides) in zip(frames, _slot_buffers(p, frames, du)):
-            f.du, f.sdu = buf, strides
-        g = scan_backward(p, frames, hstart, dsum)
-        _merge_slots([f.du for f in frames], du)
-        for j, kk in enumerate(rows.o.routes):  # back from the transposed frame
-            transpose_planes(rows.ddt[:, j].view(batch, d, w, h), ddt[:, kk])
-        # dB, dC: each frame's state-contiguous partials summed into its routes (0/2, 1/3) of
-        # the public (B, K, N, H, W) layout, the rows frame's also transposed back, one pass each
-        dB, dC = torch.empty_like(B), torch.empty_like(C)
-        for i, f in enumerate(frames):
-            dBC = grad_planes(g[f"dBC{i}"], h, w, transpose=i == 0)
-            relayout(dBC[0], dB[:, i::2])
-            relayout(dBC[1], dC[:, i::2])
         need = ctx.needs_input_grad
-        dA, dD, dbias = _param_grads(ctx, g, A, D, bias)
-        return (
-            du.to(u.dtype) if need[0] else None,
-            ddt if need[1] else None,
-            dA,
-            dB if need[3] else None,
-            dC if need[4] else None,
-            dD,
-            dbias,
-            None,
-        )
+        du, ddt, dA, dB, dC, dD, dbias = _backward_2d(p, need, dy, u, delta, A, B, C, D, bias, hstart, dsum)
+        return du, ddt if need[1] else None, dA, dB, dC, dD, dbias, None
+
+
+class _Scan2DLowRank(torch.autograd.Function):
+    """Autograd for :func:`selective_scan_2d_lowrank_triton`: the forward sweeps expand the
+    rank-R step inputs per channel themselves (no (B, K, D, H, W) step map is written, read,
+    transposed or saved); the backward expands it once (:func:`expand_delta`, as the
+    unfused op does), runs the backward of :class:`_Scan2D` and maps ddelta back to the step
+    inputs and dt_proj weights through the gradient of that matmul."""
+
+    @staticmethod
+    def forward(ctx, u, dts, weight, A, B, C, D, delta_bias, delta_softplus):  # type: ignore[override]
+        _check_float(u, dts, weight, A, B, C, D, delta_bias)
+        k, d, r = weight.shape
+        W = weight.detach().to(dts.dtype).float().reshape(k * d, r).contiguous()  # as expand_delta rounds it
+        y, p, hstart, dsum, u, dts = _forward_2d(u, dts, A, B, C, D, delta_bias, bool(delta_softplus), W)
+        ctx.problem = p
+        ctx.save_for_backward(u, dts, weight, A, B, C, D, delta_bias, hstart, dsum)
+        return y
+
+    @staticmethod
+    def backward(ctx, dy):  # type: ignore[override]
+        from diffmf.ops.selective_scan import expand_delta
+
+        u, dts, weight, A, B, C, D, bias, hstart, dsum = ctx.saved_tensors
+        p: Problem = ctx.problem
+        need = ctx.needs_input_grad
+        if p.length == 0 or p.batch == 0:
+            z = _zero_grads(u, dts, A, B, C, D, bias)
+            return z[0], z[1], torch.zeros_like(weight), *z[2:]
+        delta = expand_delta(dts, weight)
+        scan_need = (need[0], True, *need[3:8])
+        du, ddelta, dA, dB, dC, dD, dbias = _backward_2d(p, scan_need, dy, u, delta, A, B, C, D, bias, hstart, dsum)
+        # the gradient of expand_delta's matmul delta[b, k] = W[k] @ dts[b, k] (per (b, k))
+        b, k, r = dts.shape[:3]
+        d = weight.shape[1]
+        g = ddelta.reshape(b * k, d, -1)
+        d_dts = d_w = None
+        if need[1]:
+            w = weight.to(dts.dtype).expand(b, -1, -1, -1).reshape(b * k, d, r)
+            d_dts = torch.bmm(w.transpose(1, 2), g).view(dts.shape)
+        if need[2]:
+            d_w = torch.bmm(g, dts.reshape(b * k, r, -1).transpose(1, 2)).view(b, k, d, r).sum(0).to(weight.dtype)
+        return du, d_dts, d_w, dA, dB, dC, dD, dbias, None
 
 
 def _out_slots(p: Problem, o: Orientation) -> int:
@@ -728,19 +812,22 @@ def _problem_2d(batch: int, k: int, d: int, n: int, h: int, w: int, softplus: bo
     return _finish(p, device)
 
 
-def _frames_2d(p: Problem, u, delta, A, B, C, D, bias) -> List[_Frame]:
+def _frames_2d(p: Problem, u, delta, A, B, C, D, bias, W: Optional[Tensor] = None) -> List[_Frame]:
     """Operands of the two frames. Both index their route-specific tensors with k // 2 (routes
     0/2 and 1/3 -> 0/1): the rows frame gets transposed copies of u and delta (routes 0/2),
     the columns frame reads delta[:, 1::2] in place. B and C are read state-contiguous:
     routes 0/2 as (W, H, N) pixels, routes 1/3 as (H, W, N), each a single-pass copy
-    (:func:`state_major`) unless B / C already have that layout."""
+    (:func:`state_major`) unless B / C already have that layout. With ``W`` (K*D, R) float32,
+    ``delta`` holds the rank-R step inputs (B, K, R, H, W) instead (transposed the same way
+    for routes 0/2: R planes per route instead of D)."""
     batch, d, h, w = u.shape
     L = h * w
     A2, D32, b32 = _params(A, D, bias)
     rows_o = p.orients[0]
     kr = len(rows_o.routes)
     u_t = transpose_planes(u)  # (B, D, W, H)
-    dt_t = torch.empty(batch, kr, d, w, h, device=u.device, dtype=delta.dtype)
+    rank = 0 if W is None else W.shape[1]
+    dt_t = torch.empty(batch, kr, delta.shape[2], w, h, device=u.device, dtype=delta.dtype)
     for j, kk in enumerate(rows_o.routes):
         transpose_planes(delta[:, kk], dt_t[:, j])
     B_r, C_r = state_major(B[:, 0::2], True), state_major(C[:, 0::2], True)
@@ -748,7 +835,7 @@ def _frames_2d(p: Problem, u, delta, A, B, C, D, bias) -> List[_Frame]:
         u_t, dt_t, A2, B_r, C_r, D32, b32,
         su=(u_t.stride(0), 0), sd=(dt_t.stride(0), dt_t.stride(1)),
         sB=(B_r.stride(0), B_r.stride(1)), sC=(C_r.stride(0), C_r.stride(1)),
-        sy=(d * L, 0), kdiv=2,
+        sy=(d * L, 0), kdiv=2, W=W, rank=rank,
     ))
     frames = [rows]
     if p.K >= 2:
@@ -758,7 +845,7 @@ def _frames_2d(p: Problem, u, delta, A, B, C, D, bias) -> List[_Frame]:
             u, dt_c, A2, B_c, C_c, D32, b32,
             su=(u.stride(0), 0), sd=(dt_c.stride(0), dt_c.stride(1)),
             sB=(B_c.stride(0), B_c.stride(1)), sC=(C_c.stride(0), C_c.stride(1)),
-            sy=(d * L, 0), kdiv=2,
+            sy=(d * L, 0), kdiv=2, W=W, rank=rank,
         )))
     return frames
 
@@ -799,3 +886,29 @@ def selective_scan_2d_triton(
     Returns the merged output (B, D, H, W) float32. Inputs fp32/fp16/bf16.
     """
     return _Scan2D.apply(u, delta, A, B, C, D, delta_bias, delta_softplus)
+
+
+def selective_scan_2d_lowrank_triton(
+    u: Tensor,
+    dts: Tensor,
+    dt_weight: Tensor,
+    A: Tensor,
+    B: Tensor,
+    C: Tensor,
+    D: Optional[Tensor] = None,
+    delta_bias: Optional[Tensor] = None,
+    delta_softplus: bool = True,
+) -> Tensor:
+    """:func:`selective_scan_2d_triton` with delta = ``expand_delta(dts, dt_weight)`` computed
+    inside the forward sweeps, with autograd.
+
+    u: (B, D, H, W); dts: (B, K, R, H, W) rank-R step inputs; dt_weight: (K, D, R); the rest as
+    in :func:`selective_scan_2d_triton`. Each channel's raw step sum_r W[k, d, r] dts[k, r] is
+    formed in float32 and rounded to dts' dtype, as the matmul of ``expand_delta`` does.
+    Ranks above :data:`kernels.MAX_RANK` (4) expand the map first and run
+    :func:`selective_scan_2d_triton`. Returns (B, D, H, W) float32."""
+    if dts.dim() == 5 and dts.shape[2] > _k.MAX_RANK:
+        from diffmf.ops.selective_scan import expand_delta
+
+        return selective_scan_2d_triton(u, expand_delta(dts, dt_weight), A, B, C, D, delta_bias, delta_softplus)
+    return _Scan2DLowRank.apply(u, dts, dt_weight, A, B, C, D, delta_bias, delta_softplus)
