@@ -6,6 +6,8 @@
 #   scan   bench_scan.py --lowrank 2 --profile at 640x480 and 1024x768
 #   ab     bench_scan.py at 640x480, two interleaved rounds of ALT_SRC (the previous commit's
 #          src/, carried) and this tree
+#   ab-lowrank  bench_scan.py --lowrank 2 at 640x480, two interleaved rounds of ALT_SRC and this tree
+#   chain  chain-pass layouts (DIFFMF_TRITON_CHAIN) swept at 640x480, two rounds
 #   model  bench_model.py (fuse latency, 256x256, training step) for ALT_SRC and this tree
 #   fuse   diffmf fuse of TNO25 (fp32, the CLI default) with both trees; per-image differences
 # Results in $OUT/lowrank_chain.log and $OUT/lowrank_chain.tar.gz.
@@ -32,6 +34,18 @@ R=/tmp/lrc; mkdir -p "$R" "$OUT"
           | grep -E "^ *480x640|CUDA graph" | sed "s|^|[round $round $src] |"
       done
     done
+  fi
+  if has ab-lowrank; then
+    for round in 1 2; do
+      for src in "$ALT_SRC" src; do
+        t 150 env PYTHONPATH=$src python3 benchmarks/bench_scan.py --shapes 480x640 --reps 20 --lowrank 2 --out "$R/lr_${round}_$(tag $src)" 2>&1 \
+          | grep -E "^ *480x640|CUDA graph|rank-2" | sed "s|^|[round $round $src] |"
+      done
+    done
+  fi
+  if has chain; then
+    v=(); for c in 1,2,512,4 1,8,256,4 1,16,128,4 1,4,1024,4 1,4,256,2 2,4,512,4; do v+=(--variant "DIFFMF_TRITON_CHAIN=$c"); done
+    t 240 env PYTHONPATH=src python3 benchmarks/bench_scan.py --shapes 480x640 --sweep --rounds 2 --reps 10 "${v[@]}" --out "$R/chain" 2>&1 | grep -E "sweep|480x640"
   fi
   if has model; then
     for src in "$ALT_SRC" src; do

@@ -488,11 +488,12 @@ def _fwd_out_kernel(
 # --------------------------------------------------------------------------------------
 @_jit
 def _bwd_local_kernel(
-    dt_ptr, A2_ptr, C_ptr, bias_ptr, dy_ptr, gloc_ptr,
+    dt_ptr, A2_ptr, C_ptr, bias_ptr, W_ptr, dy_ptr, gloc_ptr,
     sd_b, sd_k, sC_b, sC_k, sy_b, sy_k,
     PLANE, D, K, OUTER, INNER, S, NSEG, NSEG_STRIDE, so, si, k0, kstep, rev_from, kdiv,
     N: tl.constexpr, DPT: tl.constexpr, NPT: tl.constexpr, SG: tl.constexpr, CG: tl.constexpr, NS: tl.constexpr,
     SEG_FAST: tl.constexpr, HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr, PREFETCH: tl.constexpr,
+    R: tl.constexpr = 0,
 ):
     """Backward pass 1: each segment backwards from a zero adjoint ->
     gloc[b,k,d,s,:] = a_s g_s (the adjoint the segment passes to the state before it)."""
@@ -509,24 +510,25 @@ def _bwd_local_kernel(
     bias = 0.0
     if HAS_BIAS:
         bias = tl.load(bias_ptr + kd)
+    W0, W1, W2, W3 = _dt_rows(W_ptr, kd, R)
     dt_b = dt_ptr + (b * sd_b + (k // kdiv) * sd_k)
     C_b = C_ptr + (b * sC_b + (k // kdiv) * sC_k)
     dy_b = dy_ptr + (b * sy_b + k * sy_k)
     g = tl.where(n_ok, A2 * 0.0, 0.0)
     pos_n, ok_n = _step(0, p, o, rev, S, INNER, so, si, s_ok)
-    xr_n = tl.load(dt_b + (co + pos_n))
+    xr_n = _load_dt(dt_b, W0, W1, W2, W3, co, pos_n, PLANE, R)
     dy_n = tl.load(dy_b + (co + pos_n))
     cc_n = tl.load(C_b + (pos_n * N + nc))
     for t in range(0, S):
         if PREFETCH:
             ok, xr, dy, cc = ok_n, xr_n, dy_n, cc_n
             pos_n, ok_n = _step(t + 1, p, o, rev, S, INNER, so, si, s_ok)
-            xr_n = tl.load(dt_b + (co + pos_n))
+            xr_n = _load_dt(dt_b, W0, W1, W2, W3, co, pos_n, PLANE, R)
             dy_n = tl.load(dy_b + (co + pos_n))
             cc_n = tl.load(C_b + (pos_n * N + nc))
         else:
             pos, ok = _step(t, p, o, rev, S, INNER, so, si, s_ok)
-            xr = tl.load(dt_b + (co + pos))
+            xr = _load_dt(dt_b, W0, W1, W2, W3, co, pos, PLANE, R)
             dy = tl.load(dy_b + (co + pos))
             cc = tl.load(C_b + (pos * N + nc))
         m = d_ok & ok
@@ -539,13 +541,14 @@ def _bwd_local_kernel(
 
 @_jit
 def _bwd_fwd_kernel(
-    u_ptr, dt_ptr, A2_ptr, B_ptr, C_ptr, bias_ptr, dy_ptr, hstart_ptr, gin_ptr,
+    u_ptr, dt_ptr, A2_ptr, B_ptr, C_ptr, bias_ptr, W_ptr, dy_ptr, hstart_ptr, gin_ptr,
     dC_ptr, zscr_ptr, zoff_ptr, dA_ptr, dD_ptr,
     su_b, su_k, sd_b, sd_k, sB_b, sB_k, sC_b, sC_k, sy_b, sy_k,
     sdc_blk, sdc_b, sdc_k, sz_b, sz_k,
     PLANE, D, K, OUTER, INNER, S, NSEG, NSEG_STRIDE, so, si, k0, kstep, rev_from, kdiv,
     N: tl.constexpr, DPT: tl.constexpr, NPT: tl.constexpr, SG: tl.constexpr, CG: tl.constexpr, NS: tl.constexpr,
     SEG_FAST: tl.constexpr, HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr, PREFETCH: tl.constexpr,
+    R: tl.constexpr = 0,
 ):
     """Backward pass 2, forward in route order from the true start state h_{s-1} = hstart:
 
@@ -568,6 +571,7 @@ def _bwd_fwd_kernel(
     seg_row = (b * K + k) * D + d
     h = tl.load(hstart_ptr + (seg_row * NSEG_STRIDE + s) * N + n, mask=d_ok & n_ok, other=0.0)
     u_b = u_ptr + (b * su_b + k * su_k)
+    W0, W1, W2, W3 = _dt_rows(W_ptr, kd, R)
     dt_b = dt_ptr + (b * sd_b + (k // kdiv) * sd_k)
     B_b = B_ptr + (b * sB_b + (k // kdiv) * sB_k)
     C_b = C_ptr + (b * sC_b + (k // kdiv) * sC_k)
@@ -581,7 +585,7 @@ def _bwd_fwd_kernel(
     dDacc = zpre
     dAf = h * 0.0
     pos_n, ok_n = _step(0, p, o, rev, S, INNER, so, si, s_ok)
-    xr_n = tl.load(dt_b + (co + pos_n))
+    xr_n = _load_dt(dt_b, W0, W1, W2, W3, co, pos_n, PLANE, R)
     uu_n = tl.load(u_b + (co + pos_n))
     dy_n = tl.load(dy_b + (co + pos_n))
     bb_n = tl.load(B_b + (pos_n * N + nc))
@@ -590,14 +594,14 @@ def _bwd_fwd_kernel(
         if PREFETCH:
             pos, ok, xr, uu, dy, bb, cc = pos_n, ok_n, xr_n, uu_n, dy_n, bb_n, cc_n
             pos_n, ok_n = _step(t + 1, p, o, rev, S, INNER, so, si, s_ok)
-            xr_n = tl.load(dt_b + (co + pos_n))
+            xr_n = _load_dt(dt_b, W0, W1, W2, W3, co, pos_n, PLANE, R)
             uu_n = tl.load(u_b + (co + pos_n))
             dy_n = tl.load(dy_b + (co + pos_n))
             bb_n = tl.load(B_b + (pos_n * N + nc))
             cc_n = tl.load(C_b + (pos_n * N + nc))
         else:
             pos, ok = _step(t, p, o, rev, S, INNER, so, si, s_ok)
-            xr = tl.load(dt_b + (co + pos))
+            xr = _load_dt(dt_b, W0, W1, W2, W3, co, pos, PLANE, R)
             uu = tl.load(u_b + (co + pos))
             dy = tl.load(dy_b + (co + pos))
             bb = tl.load(B_b + (pos * N + nc))
@@ -627,7 +631,7 @@ def _bwd_fwd_kernel(
 
 @_jit
 def _bwd_rev_kernel(
-    u_ptr, dt_ptr, A2_ptr, B_ptr, C_ptr, D_ptr, bias_ptr, dy_ptr, gin_ptr, dsum_ptr, zscr_ptr, zoff_ptr,
+    u_ptr, dt_ptr, A2_ptr, B_ptr, C_ptr, D_ptr, bias_ptr, W_ptr, dy_ptr, gin_ptr, dsum_ptr, zscr_ptr, zoff_ptr,
     du_ptr, ddt_ptr, dB_ptr, dA_ptr, dbias_ptr,
     su_b, su_k, sd_b, sd_k, sB_b, sB_k, sC_b, sC_k, sy_b, sy_k,
     sdc_blk, sdc_b, sdc_k, sz_b, sz_k, sdu_b, sdu_k, sdd_b, sdd_k,
@@ -635,6 +639,7 @@ def _bwd_rev_kernel(
     N: tl.constexpr, DPT: tl.constexpr, NPT: tl.constexpr, SG: tl.constexpr, CG: tl.constexpr, NS: tl.constexpr,
     SEG_FAST: tl.constexpr, HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr, HAS_D: tl.constexpr,
     PHASES: tl.constexpr, ACCUM: tl.constexpr, PREFETCH: tl.constexpr,
+    R: tl.constexpr = 0,
 ):
     """Backward pass 3, against route order from the adjoint gin entering the segment's end:
 
@@ -664,6 +669,7 @@ def _bwd_rev_kernel(
         zoff = tl.load(zoff_ptr + seg_row * NSEG_STRIDE + s, mask=d_ok, other=0.0)
         dseg = tl.load(dsum_ptr + seg_row * NSEG_STRIDE + s, mask=d_ok, other=0.0)
         u_b = u_ptr + (b * su_b + k * su_k)
+        W0, W1, W2, W3 = _dt_rows(W_ptr, kd, R)
         dt_b = dt_ptr + (b * sd_b + (k // kdiv) * sd_k)
         B_b = B_ptr + (b * sB_b + (k // kdiv) * sB_k)
         C_b = C_ptr + (b * sC_b + (k // kdiv) * sC_k)
@@ -679,7 +685,7 @@ def _bwd_rev_kernel(
         dbacc = zgs
         dAr = gh * 0.0
         pos_n, ok_n = _step(0, p, o, rev, S, INNER, so, si, s_ok)
-        xr_n = tl.load(dt_b + (co + pos_n))
+        xr_n = _load_dt(dt_b, W0, W1, W2, W3, co, pos_n, PLANE, R)
         uu_n = tl.load(u_b + (co + pos_n))
         dy_n = tl.load(dy_b + (co + pos_n))
         bb_n = tl.load(B_b + (pos_n * N + nc))
@@ -692,7 +698,7 @@ def _bwd_rev_kernel(
             if PREFETCH:  # loads for step t + 1 are in flight while step t computes
                 pos, ok, xr, uu, dy, bb, cc, zp, do = pos_n, ok_n, xr_n, uu_n, dy_n, bb_n, cc_n, zp_n, do_n
                 pos_n, ok_n = _step(t + 1, p, o, rev, S, INNER, so, si, s_ok)
-                xr_n = tl.load(dt_b + (co + pos_n))
+                xr_n = _load_dt(dt_b, W0, W1, W2, W3, co, pos_n, PLANE, R)
                 uu_n = tl.load(u_b + (co + pos_n))
                 dy_n = tl.load(dy_b + (co + pos_n))
                 bb_n = tl.load(B_b + (pos_n * N + nc))
@@ -702,7 +708,7 @@ def _bwd_rev_kernel(
                     do_n = tl.load(du_b + (co + pos_n), mask=w_ok & ok_n, other=0.0)
             else:
                 pos, ok = _step(t, p, o, rev, S, INNER, so, si, s_ok)
-                xr = tl.load(dt_b + (co + pos))
+                xr = _load_dt(dt_b, W0, W1, W2, W3, co, pos, PLANE, R)
                 uu = tl.load(u_b + (co + pos))
                 dy = tl.load(dy_b + (co + pos))
                 bb = tl.load(B_b + (pos * N + nc))

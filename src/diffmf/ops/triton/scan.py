@@ -464,10 +464,10 @@ def scan_backward(p: Problem, frames: List[_Frame], hstart: Tensor, dsum: Tensor
         lay = _layout(p.D, p.N, False, o.seg_fast, interpret)
         k0, kstep, nk = _route_args(o, 1)
         _k._bwd_local_kernel[_grid(p, o, lay, nk)](
-            T.dt, T.A2, T.C, _opt(T, T.bias), f.dy, gloc,
+            T.dt, T.A2, T.C, _opt(T, T.bias), _opt(T, T.W), f.dy, gloc,
             *T.sd, *T.sC, *T.sy,
             *_geom_args(p, o), k0, kstep, p.rev_from, T.kdiv,
-            **lay.meta(), N=p.N, SEG_FAST=o.seg_fast, HAS_BIAS=T.bias is not None, SOFTPLUS=p.softplus,
+            **lay.meta(), N=p.N, SEG_FAST=o.seg_fast, HAS_BIAS=T.bias is not None, SOFTPLUS=p.softplus, R=T.rank,
         )
     _chain(p, frames[0].T, gloc, dsum, gin, flip=1)
     for i, f in enumerate(frames):
@@ -479,9 +479,9 @@ def scan_backward(p: Problem, frames: List[_Frame], hstart: Tensor, dsum: Tensor
         dB_buf, dC_buf = dBC[0], dBC[1]
         sdc = (dB_buf.stride(0), dB_buf.stride(1), dB_buf.stride(2))
         k0, kstep, nk = _route_args(o, 1)
-        flags = dict(N=p.N, SEG_FAST=o.seg_fast, HAS_BIAS=T.bias is not None, SOFTPLUS=p.softplus)
+        flags = dict(N=p.N, SEG_FAST=o.seg_fast, HAS_BIAS=T.bias is not None, SOFTPLUS=p.softplus, R=T.rank)
         _k._bwd_fwd_kernel[_grid(p, o, lay, nk)](
-            T.u, T.dt, T.A2, T.B, T.C, _opt(T, T.bias), f.dy, hstart, gin,
+            T.u, T.dt, T.A2, T.B, T.C, _opt(T, T.bias), _opt(T, T.W), f.dy, hstart, gin,
             dC_buf, zscr, zoff, dA_part, dD_part,
             *T.su, *T.sd, *T.sB, *T.sC, *T.sy, *sdc, *sz,
             *_geom_args(p, o), k0, kstep, p.rev_from, T.kdiv,
@@ -490,7 +490,7 @@ def scan_backward(p: Problem, frames: List[_Frame], hstart: Tensor, dsum: Tensor
         phases = _phases(p, o)
         k0, kstep, nk = _route_args(o, phases)
         _k._bwd_rev_kernel[_grid(p, o, lay, nk)](
-            T.u, T.dt, T.A2, T.B, T.C, _opt(T, T.D), _opt(T, T.bias), f.dy, gin, dsum, zscr, zoff,
+            T.u, T.dt, T.A2, T.B, T.C, _opt(T, T.D), _opt(T, T.bias), _opt(T, T.W), f.dy, gin, dsum, zscr, zoff,
             f.du, f.ddt, dB_buf, dA_part, dbias_part,
             *T.su, *T.sd, *T.sB, *T.sC, *T.sy, *sdc, *sz, *(f.sdu or T.sy), *f.sdd,
             *_geom_args(p, o), k0, kstep, p.rev_from, T.kdiv, *_slot_args(p, o),
@@ -645,17 +645,19 @@ def _forward_2d(u: Tensor, dt: Tensor, A: Tensor, B: Tensor, C: Tensor, D, bias,
     return y, p, hstart, dsum, u, dt
 
 
-def _backward_2d(p: Problem, need, dy: Tensor, u, delta, A, B, C, D, bias, hstart, dsum):
+def _backward_2d(p: Problem, need, dy: Tensor, u, delta, A, B, C, D, bias, hstart, dsum, W: Optional[Tensor] = None):
     """Gradients (du, ddelta, dA, dB, dC, dD, dbias) of the fused 2-D op from dy; ``need``
-    flags them in that order (ddelta is computed whenever anything is)."""
+    flags them in that order (ddelta, (B, K, D, H, W) in delta's dtype, is computed whenever
+    anything is). With ``W`` (K*D, R) float32, ``delta`` holds the rank-R step inputs, which
+    the sweeps expand as the forward's do."""
     batch, d, h, w = u.shape
     dy = dy.float().contiguous()
-    frames = _frames_2d(p, u, delta, A, B, C, D, bias)
+    frames = _frames_2d(p, u, delta, A, B, C, D, bias, W)
     rows = frames[0]
     kr = len(rows.o.routes)
     f32 = dict(device=u.device, dtype=torch.float32)
     du = torch.empty(batch, d, h, w, **f32)
-    ddt = torch.empty(delta.shape, device=u.device, dtype=delta.dtype)
+    ddt = torch.empty(batch, p.K, d, h, w, device=u.device, dtype=delta.dtype)
     rows.dy = transpose_planes(dy)
     rows.ddt = torch.empty(batch, kr, d, w * h, device=u.device, dtype=delta.dtype)
     rows.sdd = (rows.ddt.stride(0), rows.ddt.stride(1))
@@ -716,10 +718,9 @@ class _Scan2D(torch.autograd.Function):
 
 class _Scan2DLowRank(torch.autograd.Function):
     """Autograd for :func:`selective_scan_2d_lowrank_triton`: the forward sweeps expand the
-    rank-R step inputs per channel themselves (no (B, K, D, H, W) step map is written, read,
-    transposed or saved); the backward expands it once (:func:`expand_delta`, as the
-    unfused op does), runs the backward of :class:`_Scan2D` and maps ddelta back to the step
-    inputs and dt_proj weights through the gradient of that matmul."""
+    rank-R step inputs per channel themselves, in the backward too (no (B, K, D, H, W) step
+    map is written, read, transposed or saved); the backward sweeps write ddelta, which the
+    gradient of expand_delta's matmul maps back to the step inputs and dt_proj weights."""
 
     @staticmethod
     def forward(ctx, u, dts, weight, A, B, C, D, delta_bias, delta_softplus):  # type: ignore[override]
@@ -733,17 +734,16 @@ class _Scan2DLowRank(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, dy):  # type: ignore[override]
-        from diffmf.ops.selective_scan import expand_delta
-
         u, dts, weight, A, B, C, D, bias, hstart, dsum = ctx.saved_tensors
         p: Problem = ctx.problem
         need = ctx.needs_input_grad
         if p.length == 0 or p.batch == 0:
             z = _zero_grads(u, dts, A, B, C, D, bias)
             return z[0], z[1], torch.zeros_like(weight), *z[2:]
-        delta = expand_delta(dts, weight)
+        k, d, r = weight.shape
+        W = weight.to(dts.dtype).float().reshape(k * d, r).contiguous()
         scan_need = (need[0], True, *need[3:8])
-        du, ddelta, dA, dB, dC, dD, dbias = _backward_2d(p, scan_need, dy, u, delta, A, B, C, D, bias, hstart, dsum)
+        du, ddelta, dA, dB, dC, dD, dbias = _backward_2d(p, scan_need, dy, u, dts, A, B, C, D, bias, hstart, dsum, W)
         # the gradient of expand_delta's matmul delta[b, k] = W[k] @ dts[b, k] (per (b, k))
         b, k, r = dts.shape[:3]
         d = weight.shape[1]
