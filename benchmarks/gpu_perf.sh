@@ -15,9 +15,9 @@ t() { local lim=$1; shift; timeout -k 5 "$lim" "$@" || echo "STEP FAILED OR TIME
 {
   date -u; nvidia-smi --query-gpu=name,driver_version,clocks.max.sm --format=csv,noheader
   python3 -c "import torch, triton; print('torch', torch.__version__, 'triton', triton.__version__)"
-  [ $check = 1 ] && t 180 python3 benchmarks/gpu_scan_check.py --out "$R"
+  [ $check = 1 ] && t 300 python3 benchmarks/gpu_scan_check.py --out "$R"
   t 150 env TRITON_INTERPRET=0 python3 -m pytest -q -p no:cacheprovider tests/test_graphs.py tests/test_dwconv.py 2>&1 | tail -3
-  t 90 python3 benchmarks/bench_scan.py --profile --out "$R"
+  t 120 python3 benchmarks/bench_scan.py --profile --lowrank 2 --out "$R"
   [ $sweep = 1 ] && t 150 python3 benchmarks/bench_scan.py --shapes 480x640 --sweep --reps 10 --out "$R/sweep"
   [ $ln = 1 ] && t 60 python3 benchmarks/bench_layernorm.py --shapes 1x480x640,16x128x128 --channels 64 --reps 10 --out "$R"
   [ $model = 1 ] && t 150 python3 benchmarks/bench_model.py --out "$R"
