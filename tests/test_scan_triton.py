@@ -241,7 +241,10 @@ def test_memoised_planning_follows_the_environment(monkeypatch):
     monkeypatch.delenv(triton_scan.SEGLEN_ENV)
     assert triton_scan._finish(p, cpu).orients[0].seglen == first
     gpu = triton_scan._layout(64, 16, False, True, interpret=False)
-    assert (gpu.dpt, gpu.maxnreg) == (2, 128)
+    assert (gpu.dpt, gpu.maxnreg, gpu.prefetch) == (2, 128, True)
+    # the output pass and float32 B / C run without the register-hungry prefetch
+    assert not triton_scan._layout(64, 16, False, True, interpret=False, out=True).prefetch
+    assert not triton_scan._layout(64, 16, False, True, interpret=False, wide=True).prefetch
     bwd = triton_scan._layout(64, 16, True, True, interpret=False)
     monkeypatch.setenv(triton_scan.LAYOUT_FWD_ENV, "1,1,4,1")
     lay = triton_scan._layout(64, 16, False, True, interpret=False)
