@@ -140,7 +140,7 @@ def selective_scan_2d_lowrank(
 
     dts: (B, K, R, H, W), dt_weight: (K, D, R); the rest as in :func:`selective_scan_2d`.
     The (B, K, D, H, W) step map (the largest tensor of an SS2D) is never written out by the
-    Triton backend (its forward sweeps expand delta per channel, see
+    Triton backend (its sweeps expand delta per channel, forward and backward, see
     :func:`diffmf.ops.triton.selective_scan_2d_lowrank_triton`) nor by the torch backend's
     no-grad path (stretch by stretch inside the scan); the other paths expand it first and
     call :func:`selective_scan_2d`.
@@ -156,7 +156,7 @@ def selective_scan_2d_lowrank(
             if B.shape[:2] != (batch, k) or B.shape[3:] != (h, w) or C.shape != B.shape:
                 raise ValueError(f"B and C must be (B, K, N, H, W) with K={k}, H={h}, W={w}; got {tuple(B.shape)}, {tuple(C.shape)}")
             _check_2d(batch, k, d, h * w, A, B, C)
-        if name == "triton":  # delta expanded inside the forward sweeps
+        if name == "triton":  # delta expanded inside the sweeps
             from diffmf.ops.triton import selective_scan_2d_lowrank_triton
 
             return selective_scan_2d_lowrank_triton(u, dts, dt_weight, A, B, C, D, delta_bias, delta_softplus)

@@ -234,7 +234,7 @@ def _delta(xr, m, bias, HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr):
     return x, tl.where(m, dl, 0.0)
 
 
-MAX_RANK = 4  # rank-R step inputs the forward sweeps expand themselves (R <= MAX_RANK)
+MAX_RANK = 4  # rank-R step inputs the sweeps expand themselves (R <= MAX_RANK)
 
 
 @triton.jit

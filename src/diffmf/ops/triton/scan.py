@@ -633,8 +633,9 @@ class _Scan1D(torch.autograd.Function):
 
 
 def _forward_2d(u: Tensor, dt: Tensor, A: Tensor, B: Tensor, C: Tensor, D, bias, softplus: bool, W: Optional[Tensor] = None):
-    """Forward of the fused 2-D op -> (y, problem, hstart, dsum). dt is the (B, K, D, H, W)
-    step map, or with ``W`` (K, D, R) the rank-R step inputs (B, K, R, H, W)."""
+    """Forward of the fused 2-D op -> (y, problem, hstart, dsum, u, dt), the last two as the
+    kernels read them (packed planes). dt is the (B, K, D, H, W) step map, or with ``W``
+    (K*D, R) float32 the rank-R step inputs (B, K, R, H, W)."""
     batch, d, h, w = u.shape
     k, n = dt.shape[1], A.shape[1]
     if k not in (1, 2, 4):
@@ -724,6 +725,13 @@ class _Scan2D(torch.autograd.Function):
         return du, ddt if need[1] else None, dA, dB, dC, dD, dbias, None
 
 
+def _dt_weight_rows(weight: Tensor, dtype: torch.dtype) -> Tensor:
+    """dt_proj weights (K, D, R) as the kernels read them: (K*D, R) float32, rounded to the
+    step inputs' dtype first (as :func:`expand_delta` casts them)."""
+    k, d, r = weight.shape
+    return weight.detach().to(dtype).float().reshape(k * d, r).contiguous()
+
+
 class _Scan2DLowRank(torch.autograd.Function):
     """Autograd for :func:`selective_scan_2d_lowrank_triton`: the forward sweeps expand the
     rank-R step inputs per channel themselves, in the backward too (no (B, K, D, H, W) step
@@ -733,9 +741,7 @@ class _Scan2DLowRank(torch.autograd.Function):
     @staticmethod
     def forward(ctx, u, dts, weight, A, B, C, D, delta_bias, delta_softplus):  # type: ignore[override]
         _check_float(u, dts, weight, A, B, C, D, delta_bias)
-        k, d, r = weight.shape
-        W = weight.detach().to(dts.dtype).float().reshape(k * d, r).contiguous()  # as expand_delta rounds it
-        y, p, hstart, dsum, u, dts = _forward_2d(u, dts, A, B, C, D, delta_bias, bool(delta_softplus), W)
+        y, p, hstart, dsum, u, dts = _forward_2d(u, dts, A, B, C, D, delta_bias, bool(delta_softplus), _dt_weight_rows(weight, dts.dtype))
         ctx.problem = p
         ctx.save_for_backward(u, dts, weight, A, B, C, D, delta_bias, hstart, dsum)
         return y
@@ -748,10 +754,8 @@ class _Scan2DLowRank(torch.autograd.Function):
         if p.length == 0 or p.batch == 0:
             z = _zero_grads(u, dts, A, B, C, D, bias)
             return z[0], z[1], torch.zeros_like(weight), *z[2:]
-        k, d, r = weight.shape
-        W = weight.to(dts.dtype).float().reshape(k * d, r).contiguous()
         scan_need = (need[0], True, *need[3:8])
-        du, ddelta, dA, dB, dC, dD, dbias = _backward_2d(p, scan_need, dy, u, dts, A, B, C, D, bias, hstart, dsum, W)
+        du, ddelta, dA, dB, dC, dD, dbias = _backward_2d(p, scan_need, dy, u, dts, A, B, C, D, bias, hstart, dsum, _dt_weight_rows(weight, dts.dtype))
         # the gradient of expand_delta's matmul delta[b, k] = W[k] @ dts[b, k] (per (b, k))
         b, k, r = dts.shape[:3]
         d = weight.shape[1]
@@ -908,7 +912,7 @@ def selective_scan_2d_lowrank_triton(
     delta_softplus: bool = True,
 ) -> Tensor:
     """:func:`selective_scan_2d_triton` with delta = ``expand_delta(dts, dt_weight)`` computed
-    inside the forward sweeps, with autograd.
+    inside the sweeps (forward and backward), with autograd.
 
     u: (B, D, H, W); dts: (B, K, R, H, W) rank-R step inputs; dt_weight: (K, D, R); the rest as
     in :func:`selective_scan_2d_triton`. Each channel's raw step sum_r W[k, d, r] dts[k, r] is
