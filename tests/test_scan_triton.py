@@ -242,9 +242,15 @@ def test_memoised_planning_follows_the_environment(monkeypatch):
     assert triton_scan._finish(p, cpu).orients[0].seglen == first
     gpu = triton_scan._layout(64, 16, False, True, interpret=False)
     assert (gpu.dpt, gpu.maxnreg, gpu.prefetch) == (2, 128, True)
-    # the output pass and float32 B / C run without the register-hungry prefetch
-    assert not triton_scan._layout(64, 16, False, True, interpret=False, out=True).prefetch
-    assert not triton_scan._layout(64, 16, False, True, interpret=False, wide=True).prefetch
+    # float32 B / C and the rank-R output pass run without the register-hungry prefetch
+    assert not triton_scan._layout(64, 16, False, True, interpret=False, heavy=True).prefetch
+    bf, z = torch.zeros(1, dtype=torch.bfloat16), (0, 0)
+    T = triton_scan._Tensors(u=bf, dt=bf, A2=bf, B=bf, C=bf, D=None, bias=None, su=z, sd=z, sB=z, sC=z, sy=z)
+    assert not triton_scan._heavy(T, out=False) and not triton_scan._heavy(T, out=True)
+    T.rank = 2
+    assert triton_scan._heavy(T, out=True) and not triton_scan._heavy(T, out=False)
+    T.rank, T.B = 0, torch.zeros(1)
+    assert triton_scan._heavy(T, out=False)
     bwd = triton_scan._layout(64, 16, True, True, interpret=False)
     monkeypatch.setenv(triton_scan.LAYOUT_FWD_ENV, "1,1,4,1")
     lay = triton_scan._layout(64, 16, False, True, interpret=False)

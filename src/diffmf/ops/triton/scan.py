@@ -41,8 +41,8 @@ LAYOUT_BWD_ENV = "DIFFMF_TRITON_LAYOUT_BWD"
 PHASES_ENV = "DIFFMF_TRITON_PHASES"  # 1 (default): one program per route; 2: both routes of an axis per program
 MIN_SEGLEN = 128  # shortest segment on a GPU: fewer segments, less carry traffic
 # Interpreter only (tests): None = the GPU defaults (prefetch in the forward-type sweeps but
-# not in the output pass nor with float32 B / C; none in the backward sweeps); True/False
-# force one code path everywhere.
+# not in "heavy" ones, see _make_layout; none in the backward sweeps); True/False force one
+# code path everywhere.
 INTERPRET_PREFETCH: Optional[bool] = None
 
 
@@ -115,18 +115,24 @@ def _parse_layout(text: str) -> Tuple[int, int, int, bool, int, int]:
     return vals[0], vals[1], vals[2], bool(vals[3]), vals[4], vals[5]
 
 
-def _layout(D: int, N: int, backward: bool, seg_fast: bool, interpret: bool, *, out: bool = False, wide: bool = False) -> Layout:
+def _layout(D: int, N: int, backward: bool, seg_fast: bool, interpret: bool, *, heavy: bool = False) -> Layout:
     """Lane layout of a sweep (:func:`_make_layout`, memoised: it is asked for at every
-    launch, and the host's time per scan call limits eager inference and training). ``out``:
-    the forward's output pass; ``wide``: float32 B and C."""
+    launch, and the host's time per scan call limits eager inference and training).
+    ``heavy``: a forward-type sweep whose lanes hold more than the default case (float32 B
+    and C, or the output pass with rank-R step inputs): no prefetch, see :func:`_make_layout`."""
     override = os.environ.get(LAYOUT_BWD_ENV if backward else LAYOUT_FWD_ENV)
-    return _make_layout(D, N, backward, seg_fast, interpret, override, INTERPRET_PREFETCH, out, wide)
+    return _make_layout(D, N, backward, seg_fast, interpret, override, INTERPRET_PREFETCH, heavy)
+
+
+def _heavy(T: "_Tensors", out: bool) -> bool:
+    """Whether a forward-type sweep over ``T`` runs without prefetch (:func:`_make_layout`)."""
+    return T.B.element_size() == 4 or (out and T.rank > 0)
 
 
 @functools.lru_cache(maxsize=256)
 def _make_layout(
     D: int, N: int, backward: bool, seg_fast: bool, interpret: bool, override: Optional[str], interpret_prefetch: Optional[bool],
-    out: bool = False, wide: bool = False,
+    heavy: bool = False,
 ) -> Layout:
     """Lane layout of a sweep (see :mod:`.kernels`).
 
@@ -136,10 +142,11 @@ def _make_layout(
       states per lane, capped at 128 registers (4 programs per SM instead of 3 for
       ``_fwd_out``: forward 1.95 -> 1.86 ms as one CUDA graph; 96 registers spill in the loop,
       3.5 ms). One-warp programs and 1 channel per lane were no faster. The next step's loads
-      are issued before the current step computes (prefetch) except in the output pass and
-      for float32 B / C: there the prefetched operands do not fit the 128 registers (float32
-      640x480 forward 3.49 -> 2.20 ms as a graph, the fp32 network 78.6 -> 55.0 ms of GPU
-      time; bf16 network 41.6 -> 40.7 ms with the output pass alone unprefetched).
+      are issued before the current step computes (prefetch) except in ``heavy`` sweeps, whose
+      prefetched operands do not fit the 128 registers: float32 B / C (640x480 forward 3.49 ->
+      2.20 ms as a graph; the fp32 network 78.7 -> 55.0 ms of GPU time) and the output pass of
+      the rank-R call (the network's: 1.82 -> 1.71 ms; the network 41.8 -> 39.3 ms). The output
+      pass on a per-channel step map keeps its prefetch (1.775 against 1.790 ms without).
     * backward sweeps (``_bwd_fwd``, ``_bwd_rev``): 4 channels x half the states per lane, at
       most 16 channel groups per program in the column routes (640x480 backward 6.9-7.3 ->
       6.6-6.8 ms, 1024x768 15.5 -> 14.7 ms, training step 157.4 -> 152.5 ms against 2 channels
@@ -153,10 +160,10 @@ def _make_layout(
         ns = 2 if (backward and np_ >= 2) else 1
         dpt = 2 if D >= 2 else 1
         cg = min(_pow2(-(-D // dpt)), 4)  # D > 8 exercises the channel-block partial sums
-        default = not (backward or out or wide)  # as on a GPU; both paths are tested
+        default = not (backward or heavy)  # as on a GPU; both paths are tested
         prefetch = default if interpret_prefetch is None else interpret_prefetch
         return Layout(dpt=dpt, npt=np_ // ns, sg=16, cg=cg, ns=ns, num_warps=1, prefetch=prefetch)
-    dpt, ns, warps, prefetch, cg_max, maxnreg = (4, 2, 4, True, 16, 0) if backward else (2, 1, 4, not (out or wide), 16, 128)
+    dpt, ns, warps, prefetch, cg_max, maxnreg = (4, 2, 4, True, 16, 0) if backward else (2, 1, 4, not heavy, 16, 128)
     if override:
         dpt, ns, warps, prefetch, cg_max, maxnreg = _parse_layout(override)
     ns = min(ns, np_)
@@ -421,7 +428,7 @@ def scan_forward(p: Problem, frames: List[_Frame]) -> Tuple[Tensor, Tensor]:
     dsum = torch.empty(*shape, device=A2.device, dtype=torch.float32)
     for f in frames:
         o, T = f.o, f.T
-        lay = _layout(p.D, p.N, False, o.seg_fast, interpret, wide=T.B.element_size() == 4)
+        lay = _layout(p.D, p.N, False, o.seg_fast, interpret, heavy=_heavy(T, out=False))
         k0, kstep, nk = _route_args(o, 1)
         _k._fwd_local_kernel[_grid(p, o, lay, nk)](
             T.u, T.dt, T.A2, T.B, _opt(T, T.bias), _opt(T, T.W), hloc, dsum,
@@ -433,7 +440,7 @@ def scan_forward(p: Problem, frames: List[_Frame]) -> Tuple[Tensor, Tensor]:
     _chain(p, frames[0].T, hloc, dsum, hstart, flip=0)
     for f in frames:
         o, T = f.o, f.T
-        lay = _layout(p.D, p.N, False, o.seg_fast, interpret, out=True, wide=T.B.element_size() == 4)
+        lay = _layout(p.D, p.N, False, o.seg_fast, interpret, heavy=_heavy(T, out=True))
         phases = _phases(p, o)
         k0, kstep, nk = _route_args(o, phases)
         _k._fwd_out_kernel[_grid(p, o, lay, nk)](
@@ -469,7 +476,7 @@ def scan_backward(p: Problem, frames: List[_Frame], hstart: Tensor, dsum: Tensor
     grads: Dict[str, Tensor] = {}
     for f in frames:
         o, T = f.o, f.T
-        lay = _layout(p.D, p.N, False, o.seg_fast, interpret, wide=T.C.element_size() == 4)
+        lay = _layout(p.D, p.N, False, o.seg_fast, interpret, heavy=_heavy(T, out=False))
         k0, kstep, nk = _route_args(o, 1)
         _k._bwd_local_kernel[_grid(p, o, lay, nk)](
             T.dt, T.A2, T.C, _opt(T, T.bias), _opt(T, T.W), f.dy, gloc,
