@@ -15,7 +15,7 @@ Each shape also reports the forward replayed as one CUDA graph (the GPU time wit
 host's launch gaps) and the host time to issue one eager forward.
 
 ``--lowrank R`` also times the network's call with rank-R step inputs: expand_delta + the
-scan against the dt_proj applied inside the forward sweeps.
+scan against the dt_proj applied inside the sweeps.
 
 ``--sweep`` also times alternative lane layouts / segment lengths (environment overrides of
 :mod:`diffmf.ops.triton.scan`: the built-in list, or ``--variant "ENV=VALUE[;ENV=VALUE]"``
@@ -164,7 +164,7 @@ def bench_shape(batch, k, d, n, h, w, dtype, dev, reps, profile=False, graph=Fal
 def bench_lowrank(batch, k, d, n, h, w, rank, dtype, dev, reps) -> Dict:
     """The network's call: rank-R step inputs and dt_proj weights. "expanded" = expand_delta
     (one bmm writing the (B, K, D, H, W) map) + the fused scan (which transposes that map for
-    routes 0/2); "fused" = dt_proj inside the forward sweeps (no map). Forward as one CUDA
+    routes 0/2); "fused" = dt_proj inside the sweeps (no map). Forward as one CUDA
     graph, forward + backward eager; the two forwards' outputs compared."""
     from diffmf.ops.selective_scan import expand_delta
     from diffmf.ops.triton import selective_scan_2d_lowrank_triton

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Device runs for the one-launch chain pass and dt_proj inside the forward sweeps (eleventh
+# Device runs for the one-launch chain pass and dt_proj inside the sweeps (eleventh
 # session). Steps (all by default, or those named):
 #   check  compiled checks (gpu_scan_check.py; `check-lowrank`: only its rank-R cases)
 #   tests  the GPU tests (graphs, graphed training step, depthwise conv, layer norm)

@@ -9,7 +9,7 @@ same GPU from the same (already rounded) inputs:
 
 with bf16 and fp32 inputs, every route, exchanged B/C, ragged sizes, delta beyond the
 softplus threshold and strong decay; checks that two runs are bitwise identical; and the
-network's rank-R call (dt_proj inside the forward sweeps: y and every gradient including
+network's rank-R call (dt_proj inside the sweeps: y and every gradient including
 those of the step inputs and weights; ``--lowrank-only`` runs just these cases).
 Errors are ||triton - oracle|| / ||oracle|| per tensor. Prints a table; ``--out DIR`` writes
 ``gpu_scan_check.json``. Exit status 1 if any check fails.
@@ -206,7 +206,7 @@ def main(argv=None) -> int:
         rows.append(dict(case="backward bitwise repeatable 240x320", ok=det))
         print(f"{'backward bitwise repeatable 240x320':46s} {'PASS' if det else 'FAIL'}", flush=True)
 
-    # 5. dt_proj inside the forward sweeps (the network's call): rank-R step inputs + weights.
+    # 5. dt_proj inside the sweeps (the network's call): rank-R step inputs + weights.
     #    Gradients (including those of dts and of the weights) against the float64 loop on
     #    the expanded map; bf16 forward against the fused op on expand_delta's bf16 map.
     from diffmf.ops.selective_scan import expand_delta

@@ -45,7 +45,7 @@ def _parse(argv: Optional[Sequence[str]]) -> argparse.Namespace:
     ap.add_argument("--dtype", default="bfloat16", choices=["bfloat16", "float16", "float32"])
     ap.add_argument("--sms", type=int, default=132, help="SM count the segment lengths are chosen for (H100: 132)")
     ap.add_argument("--arch", type=int, default=90)
-    ap.add_argument("--lowrank", type=int, default=0, metavar="R", help="record the rank-R call (dt_proj inside the forward sweeps)")
+    ap.add_argument("--lowrank", type=int, default=0, metavar="R", help="record the rank-R call (dt_proj inside the sweeps)")
     ap.add_argument("--kernels", default=",".join(DEFAULT), help="comma list of sweep kernels, or 'all'")
     ap.add_argument("--layout-fwd", default=None, help="DIFFMF_TRITON_LAYOUT_FWD for the recorded calls (default: GPU defaults)")
     ap.add_argument("--layout-bwd", default=None, help="DIFFMF_TRITON_LAYOUT_BWD likewise")
@@ -88,7 +88,7 @@ def record_launches(a) -> List[Tuple[str, object, tuple, dict]]:
     C = torch.randn(b, k, n, h, w, generator=g).to(dt).requires_grad_()
     D = torch.randn(k * d, generator=g).requires_grad_()
     bias = torch.randn(k * d, generator=g).requires_grad_()
-    if a.lowrank:  # the network's call: rank-R step inputs, dt_proj inside the forward sweeps
+    if a.lowrank:  # the network's call: rank-R step inputs, dt_proj inside the sweeps
         dts = torch.randn(b, k, a.lowrank, h, w, generator=g).to(dt).requires_grad_()
         W = torch.randn(k, d, a.lowrank, generator=g).to(dt).requires_grad_()
         y = S.selective_scan_2d_lowrank_triton(u, dts, W, A, B, C, D, bias, True)

@@ -247,9 +247,9 @@ def test_memoised_planning_follows_the_environment(monkeypatch):
     bf, z = torch.zeros(1, dtype=torch.bfloat16), (0, 0)
     T = triton_scan._Tensors(u=bf, dt=bf, A2=bf, B=bf, C=bf, D=None, bias=None, su=z, sd=z, sB=z, sC=z, sy=z)
     assert not triton_scan._heavy(T, out=False) and not triton_scan._heavy(T, out=True)
-    T.rank = 2
-    assert triton_scan._heavy(T, out=True) and not triton_scan._heavy(T, out=False)
-    T.rank, T.B = 0, torch.zeros(1)
+    T.W = torch.zeros(4, 2)  # rank-2 step inputs
+    assert T.rank == 2 and triton_scan._heavy(T, out=True) and not triton_scan._heavy(T, out=False)
+    T.W, T.B = None, torch.zeros(1)
     assert triton_scan._heavy(T, out=False)
     bwd = triton_scan._layout(64, 16, True, True, interpret=False)
     monkeypatch.setenv(triton_scan.LAYOUT_FWD_ENV, "1,1,4,1")

@@ -232,8 +232,12 @@ class _Tensors:
     sC: Tuple[int, int]
     sy: Tuple[int, int]  # the output y of this frame (and dy, du)
     kdiv: int = 1
-    W: Optional[Tensor] = None  # rank > 0: dt holds rank-R step inputs; dt_proj rows (K*D, R) float32
-    rank: int = 0
+    W: Optional[Tensor] = None  # given: dt holds rank-R step inputs; dt_proj rows (K*D, R) float32
+
+    @property
+    def rank(self) -> int:
+        """R of the rank-R step inputs in ``dt`` (0: ``dt`` is the per-channel step map)."""
+        return 0 if self.W is None else self.W.shape[1]
 
 
 @dataclass
@@ -304,19 +308,26 @@ def _chain_layout(N: int, interpret: bool, override: Optional[str]) -> Tuple[int
     return 1, min(4, _pow2(N)), 512, 4
 
 
+@functools.lru_cache(maxsize=256)
+def _chain_geometry(p: Problem) -> Tuple[int, Tuple[int, ...]]:
+    """(orientations, (OUTER, pieces, NSEG) of orientation 0, then of orientation 1) for
+    :func:`_chain`, memoised per problem like the rest of a call's planning (a single
+    orientation fills both slots). Route k must belong to orientation ``k % orientations``."""
+    nori = len(p.orients)
+    geo: Tuple[int, ...] = ()
+    for i, o in enumerate(p.orients):
+        assert all(r % nori == i for r in o.routes), (i, o.routes)
+        geo += (o.outer, -(-o.inner // o.seglen), o.nseg)
+    return nori, geo * (3 - nori)
+
+
 def _chain(p: Problem, T: _Tensors, loc: Tensor, dsum: Tensor, out: Tensor, flip: int) -> None:
     """Segment start states (flip=0) or incoming adjoints (flip=1) for every route, one launch.
 
     Route k is of orientation ``k % len(p.orients)`` (rows 0/2, columns 1/3; see
     :func:`_problem_2d`); the kernel takes both orientations' segment grids."""
     cd, nb, ct, warps = _chain_layout(p.N, triton_interpreting(), os.environ.get(CHAIN_ENV))
-    nori = len(p.orients)
-    geo = []
-    for i, o in enumerate(p.orients):
-        assert all(r % nori == i for r in o.routes), (i, o.routes)
-        geo += [o.outer, -(-o.inner // o.seglen), o.nseg]
-    if nori == 1:
-        geo += geo
+    nori, geo = _chain_geometry(p)
     nblk = -(-p.N // nb)
     _k._chain_kernel[(-(-p.D // cd) * nblk, p.K, p.batch)](
         loc, dsum, T.A2, out,
@@ -740,8 +751,8 @@ def _dt_weight_rows(weight: Tensor, dtype: torch.dtype) -> Tensor:
 
 
 class _Scan2DLowRank(torch.autograd.Function):
-    """Autograd for :func:`selective_scan_2d_lowrank_triton`: the forward sweeps expand the
-    rank-R step inputs per channel themselves, in the backward too (no (B, K, D, H, W) step
+    """Autograd for :func:`selective_scan_2d_lowrank_triton`: the sweeps, forward and
+    backward, expand the rank-R step inputs per channel themselves (no (B, K, D, H, W) step
     map is written, read, transposed or saved); the backward sweeps write ddelta, which the
     gradient of expand_delta's matmul maps back to the step inputs and dt_proj weights."""
 
@@ -845,7 +856,6 @@ def _frames_2d(p: Problem, u, delta, A, B, C, D, bias, W: Optional[Tensor] = Non
     rows_o = p.orients[0]
     kr = len(rows_o.routes)
     u_t = transpose_planes(u)  # (B, D, W, H)
-    rank = 0 if W is None else W.shape[1]
     dt_t = torch.empty(batch, kr, delta.shape[2], w, h, device=u.device, dtype=delta.dtype)
     for j, kk in enumerate(rows_o.routes):
         transpose_planes(delta[:, kk], dt_t[:, j])
@@ -854,7 +864,7 @@ def _frames_2d(p: Problem, u, delta, A, B, C, D, bias, W: Optional[Tensor] = Non
         u_t, dt_t, A2, B_r, C_r, D32, b32,
         su=(u_t.stride(0), 0), sd=(dt_t.stride(0), dt_t.stride(1)),
         sB=(B_r.stride(0), B_r.stride(1)), sC=(C_r.stride(0), C_r.stride(1)),
-        sy=(d * L, 0), kdiv=2, W=W, rank=rank,
+        sy=(d * L, 0), kdiv=2, W=W,
     ))
     frames = [rows]
     if p.K >= 2:
@@ -864,7 +874,7 @@ def _frames_2d(p: Problem, u, delta, A, B, C, D, bias, W: Optional[Tensor] = Non
             u, dt_c, A2, B_c, C_c, D32, b32,
             su=(u.stride(0), 0), sd=(dt_c.stride(0), dt_c.stride(1)),
             sB=(B_c.stride(0), B_c.stride(1)), sC=(C_c.stride(0), C_c.stride(1)),
-            sy=(d * L, 0), kdiv=2, W=W, rank=rank,
+            sy=(d * L, 0), kdiv=2, W=W,
         )))
     return frames
 
