@@ -346,3 +346,61 @@ def test_model_layernorms_are_fast_and_keys_match_shipped_weights():
     assert set(model.state_dict()) == set(state)
     restormer = build_model("diffmf_tiny", block="restormer")
     assert all(isinstance(m, FastLayerNorm) for m in restormer.modules() if isinstance(m, nn.LayerNorm))
+
+
+# ------------------------------------------------------------------------------------------
+# the merged form: SS2D's output norm read from the fused scan's route slots
+# ------------------------------------------------------------------------------------------
+def _route_sums(nc, nr, b, c, h, w, seed=0):
+    from diffmf.ops.cross_scan import RouteSums
+
+    g = torch.Generator().manual_seed(seed)
+    return RouteSums(torch.randn(nc, b, c, h, w, generator=g), torch.randn(nr, b, c, w, h, generator=g) + 0.5)
+
+
+def test_route_sums_merge_in_the_scan_order():
+    """merge() = (cols summed) + (rows summed)^T, each sum left to right (the order of the
+    scan's merge kernel): bitwise equal to that expression, not just close."""
+    s = _route_sums(2, 2, 2, 3, 4, 5)
+    want = (s.cols[0] + s.cols[1]) + (s.rows[0] + s.rows[1]).transpose(-1, -2)
+    assert s.shape == (2, 3, 4, 5) and torch.equal(s.merge(), want)
+    one = _route_sums(0, 1, 1, 3, 4, 5)
+    assert torch.equal(one.merge(), one.rows[0].transpose(-1, -2))
+
+
+@needs_triton
+@pytest.mark.parametrize("nc,nr,b,c,h,w", [(2, 2, 2, 24, 5, 7), (1, 1, 1, 33, 3, 9), (0, 1, 1, 8, 6, 1), (2, 2, 1, 16, 1, 5)])
+def test_merged_norm_matches_merge_then_norm(nc, nr, b, c, h, w, interpret):
+    """The Triton merged form (ragged pixel tiles, masked channels, no columns routes, 1-pixel
+    rows / columns) = merge, then the gated reference norm, in float32 and with a bf16 gate."""
+    from diffmf.ops.layernorm import merged_layer_norm
+
+    sums = _route_sums(nc, nr, b, c, h, w, seed=c)
+    m, _ = _fast_and_reference_ln(c)
+    for gdt in (torch.float32, torch.bfloat16):
+        z = torch.randn(b, h, w, c).to(gdt)
+        with torch.no_grad():
+            got = merged_layer_norm(sums, m.weight, m.bias, m.eps, gate=z, backend="triton")
+            want = layer_norm_reference(sums.merge().permute(0, 2, 3, 1), m.weight, m.bias, m.eps, gate=z)
+        assert got.dtype == gdt and got.shape == (b, h, w, c) and got.is_contiguous()
+        tol = 1e-5 if gdt == torch.float32 else 2**-7
+        torch.testing.assert_close(got.float(), want.float(), rtol=tol, atol=tol)
+    with torch.no_grad():  # no gate, no affine parameters
+        got = merged_layer_norm(sums, None, None, 1e-5, backend="triton")
+    torch.testing.assert_close(got, layer_norm_reference(sums.merge().permute(0, 2, 3, 1), None, None, 1e-5), rtol=1e-5, atol=1e-5)
+
+
+@needs_triton
+def test_merged_norm_with_a_gradient_is_an_error_and_torch_merges(interpret):
+    from diffmf.ops.layernorm import merged_layer_norm
+
+    sums = _route_sums(2, 2, 1, 8, 3, 4)
+    m, _ = _fast_and_reference_ln(8)
+    z = torch.randn(1, 3, 4, 8)
+    with pytest.raises(RuntimeError, match="no backward"):
+        merged_layer_norm(sums, m.weight, m.bias, gate=z, backend="triton")
+    got = merged_layer_norm(sums, m.weight, m.bias, gate=z, backend="torch")  # autograd through the merge
+    got.sum().backward()
+    assert m.weight.grad is not None
+    want = m(sums.merge().permute(0, 2, 3, 1), gate=z)
+    torch.testing.assert_close(got, want)

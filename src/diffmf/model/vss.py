@@ -22,9 +22,11 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from diffmf.model.layers import DropPath, Mlp
+from diffmf.ops.cross_scan import RouteSums
 from diffmf.ops.dwconv import dwconv_silu
 from diffmf.ops.layernorm import FastLayerNorm
 from diffmf.ops.selective_scan import selective_scan_2d_lowrank
+from diffmf.ops.xproj import Maps, x_proj
 
 
 class SSMInputs(NamedTuple):
@@ -32,9 +34,10 @@ class SSMInputs(NamedTuple):
 
     x: Tensor  # (B, D, H, W) activated tokens shared by the routes
     z: Tensor  # (B, H, W, D) gate
-    dt: Tensor  # (B, K, R, H, W) rank-R step inputs; dt_projs_weight maps them to (B, K, D, H, W)
-    B: Tensor  # (B, K, N, H, W) input projections
-    C: Tensor  # (B, K, N, H, W) output projections
+    # dt, B, C: (B, K, *, H, W) maps, or FrameMaps of them (same values, the Triton scan's layouts)
+    dt: Maps  # (B, K, R, H, W) rank-R step inputs; dt_projs_weight maps them to (B, K, D, H, W)
+    B: Maps  # (B, K, N, H, W) input projections
+    C: Maps  # (B, K, N, H, W) output projections
 
 
 class SS2D(nn.Module):
@@ -86,36 +89,38 @@ class SS2D(nn.Module):
         # one big buffer less)
         conv = self.conv2d
         x = dwconv_silu(x, conv.weight, conv.bias, conv.padding[0], inplace=not torch.is_grad_enabled())
-        b, d, h, w = x.shape
-        k, r, n = self.routes, self.dt_rank, self.d_state
-        # x_proj as an explicit bmm with a planar output: einsum (at batch > 1) and matmul
-        # (when the weight requires grad) may multiply in the transposed layout and copy the
-        # whole output back
-        wx = self.x_proj_weight.to(x.dtype).reshape(1, k * (r + 2 * n), d).expand(b, -1, -1)
-        x_dbl = torch.bmm(wx, x.reshape(b, d, h * w)).view(b, k, r + 2 * n, h, w)
-        dts, Bs, Cs = torch.split(x_dbl, [r, n, n], dim=2)
+        # x_proj: on CUDA at inference one Triton kernel that writes dt, B, C where the scan's
+        # sweeps read them (FrameMaps), else one bmm with planar outputs
+        dts, Bs, Cs = x_proj(x, self.x_proj_weight, self.dt_rank, self.d_state)
         return SSMInputs(x, z, dts, Bs, Cs)
 
-    def scan(self, x: Tensor, dt: Tensor, B: Tensor, C: Tensor) -> Tensor:
+    def scan(self, x: Tensor, dt: Maps, B: Maps, C: Maps) -> "Tensor | RouteSums":
         """dt_proj, cross-scan, selective scan (eq. 3) and cross-merge: -> (B, D, H, W) float32.
 
         dt is the rank-R step input (B, K, R, H, W); dt_projs_weight expands it to the
         (B, K, D, H, W) step sizes inside the scan op (on the CPU no-grad path stretch by
-        stretch, never as a whole map).
+        stretch, never as a whole map). On the Triton scan at inference the result is the
+        :class:`RouteSums` of the routes instead (the cross-merge is left to :meth:`output`,
+        whose norm sums them as it reads them).
         """
         A = -torch.exp(self.A_logs.float())
         return selective_scan_2d_lowrank(
-            x, dt, self.dt_projs_weight.to(x.dtype), A, B, C, self.Ds.float(), self.dt_projs_bias.float().view(-1), True
+            x, dt, self.dt_projs_weight.to(x.dtype), A, B, C, self.Ds.float(), self.dt_projs_bias.float().view(-1), True,
+            merge=False,
         )
 
-    def output(self, y: Tensor, z: Tensor) -> Tensor:
-        """(B, D, H, W) float32 scan output and (B, H, W, D) gate -> (B, H, W, C).
+    def output(self, y: "Tensor | RouteSums", z: Tensor) -> Tensor:
+        """(B, D, H, W) float32 scan output (or its :class:`RouteSums`) and (B, H, W, D) gate
+        -> (B, H, W, C).
 
         out_proj(LayerNorm(y) * SiLU(z)), the product in z's dtype. On the Triton norm
         backend one fused kernel reads y through its permuted view (planar or channels-last
-        strides, no copy) and writes the gated product; on the torch backend this is
-        ``out_norm(y.permute(0, 2, 3, 1).to(z.dtype)) * silu(z)`` as before.
+        strides, no copy), or sums its route slots as it reads them, and writes the gated
+        product; on the torch backend this is ``out_norm(y.permute(0, 2, 3, 1).to(z.dtype)) *
+        silu(z)`` as before.
         """
+        if isinstance(y, RouteSums):
+            return self.out_proj(self.out_norm.forward_sums(y, gate=z))
         return self.out_proj(self.out_norm(y.permute(0, 2, 3, 1), gate=z))
 
     def forward(self, x: Tensor) -> Tensor:

@@ -28,6 +28,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from diffmf.ops.cross_scan import RouteSums
 from diffmf.ops.dispatch import BackendSetting
 
 logger = logging.getLogger(__name__)
@@ -176,6 +177,39 @@ def layer_norm(
     return layer_norm_triton(x, weight, bias, float(eps), gate, out_dtype or default_out_dtype(x, gate))
 
 
+def merged_layer_norm(
+    sums: RouteSums,
+    weight: Optional[Tensor],
+    bias: Optional[Tensor],
+    eps: float = 1e-5,
+    *,
+    gate: Optional[Tensor] = None,
+    out_dtype: Optional[torch.dtype] = None,
+    backend: Optional[str] = None,
+) -> Tensor:
+    """:func:`layer_norm` of the fused 2-D scan's merged output, channels last:
+    ``LN(y.permute(0, 2, 3, 1)) [* silu(gate)]`` with y = ``sums.merge()`` (B, C, H, W).
+
+    The Triton backend (inference) sums the route slots as it reads them (one pass; y is
+    never written); the torch backend merges first and runs :func:`layer_norm`. Output
+    (B, H, W, C) in ``out_dtype`` (default: the gate's dtype, else the autocast dtype, else
+    float32)."""
+    b, c, h, w = sums.shape
+    if gate is not None and tuple(gate.shape) != (b, h, w, c):
+        raise ValueError(f"gate shape {tuple(gate.shape)} != merged output shape {(b, h, w, c)} (channels last)")
+    probe = torch.empty(0, c, device=sums.rows.device, dtype=torch.float32)
+    needs_grad = torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in (weight, bias, gate, *sums))
+    name = _NORM.resolve_call(
+        probe.device, backend,
+        lambda: "the merged form has no backward (a gradient is needed here)" if needs_grad else _triton_unsupported(probe, (c,)),
+    )
+    if name == "torch":
+        return layer_norm(sums.merge().permute(0, 2, 3, 1), weight, bias, eps, gate=gate, out_dtype=out_dtype, backend="torch")
+    from diffmf.ops.triton.layernorm import merged_layer_norm_fwd
+
+    return merged_layer_norm_fwd(sums, weight, bias, float(eps), gate, out_dtype or default_out_dtype(probe, gate))
+
+
 class FastLayerNorm(nn.LayerNorm):
     """``nn.LayerNorm`` over the last dim that runs the Triton kernels on CUDA tensors.
 
@@ -185,6 +219,11 @@ class FastLayerNorm(nn.LayerNorm):
     the output (contiguous) is in the autocast dtype when autocast is on, else x's dtype.
     ``forward(x, gate)`` returns ``LN(x) * silu(gate)`` in the gate's dtype.
     """
+
+    def forward_sums(self, sums: RouteSums, gate: Optional[Tensor] = None, out_dtype: Optional[torch.dtype] = None) -> Tensor:
+        """The norm of a fused 2-D scan's merged output taken from its route slots
+        (:func:`merged_layer_norm`): (B, H, W, C), as ``forward(sums.merge().permute(0, 2, 3, 1), gate)``."""
+        return merged_layer_norm(sums, self.weight, self.bias, self.eps, gate=gate, out_dtype=out_dtype)
 
     def forward(self, x: Tensor, gate: Optional[Tensor] = None, out_dtype: Optional[torch.dtype] = None) -> Tensor:  # type: ignore[override]
         if gate is None and out_dtype is None and resolve_norm_backend(x.device) == "torch":

@@ -20,7 +20,7 @@ from typing import List, Optional, Tuple
 import torch
 from torch import Tensor
 
-from diffmf.ops.cross_scan import cross_merge, cross_scan, cross_scan_routes
+from diffmf.ops.cross_scan import cross_merge, cross_scan, cross_scan_routes, dense_map
 from diffmf.ops import flops as _flops
 from diffmf.ops.dispatch import resolve_backend
 from diffmf.ops.scan_ref import selective_scan_ref
@@ -135,7 +135,8 @@ def selective_scan_2d_lowrank(
     delta_bias: Optional[Tensor] = None,
     delta_softplus: bool = True,
     backend: Optional[str] = None,
-) -> Tensor:
+    merge: bool = True,
+):
     """:func:`selective_scan_2d` with delta = :func:`expand_delta` (dts, dt_weight).
 
     dts: (B, K, R, H, W), dt_weight: (K, D, R); the rest as in :func:`selective_scan_2d`.
@@ -143,14 +144,21 @@ def selective_scan_2d_lowrank(
     Triton backend (its sweeps expand delta per channel, forward and backward, see
     :func:`diffmf.ops.triton.selective_scan_2d_lowrank_triton`) nor by the torch backend's
     no-grad path (stretch by stretch inside the scan); the other paths expand it first and
-    call :func:`selective_scan_2d`.
+    call :func:`selective_scan_2d`. dts, B and C may also be
+    :class:`~diffmf.ops.cross_scan.FrameMaps` (from :func:`diffmf.ops.xproj.x_proj`): the
+    Triton backend reads them in place, the others make them dense first. ``merge=False``
+    lets the Triton backend at inference return the route outputs before their cross-merge
+    (:class:`~diffmf.ops.cross_scan.RouteSums`, for
+    :func:`diffmf.ops.layernorm.merged_layer_norm`); every other path returns the merged map.
     """
     batch, d, h, w = u.shape
+    name = resolve_backend(u.device, backend) if _flops.recording() is None else None
+    if name != "triton":
+        dts, B, C = dense_map(dts), dense_map(B), dense_map(C)
     k, r = dts.shape[1], dts.shape[2]
     if dts.shape != (batch, k, r, h, w) or dt_weight.shape != (k, d, r):
         raise ValueError(f"dts must be (B, K, R, H, W) and dt_weight (K, D, R) with B={batch}, D={d}, H={h}, W={w}; got {tuple(dts.shape)}, {tuple(dt_weight.shape)}")
-    if _flops.recording() is None:
-        name = resolve_backend(u.device, backend)
+    if name is not None:
         streams = _streams(u, (dts, dt_weight, A, B, C, D, delta_bias), name)
         if name == "triton" or streams:
             if B.shape[:2] != (batch, k) or B.shape[3:] != (h, w) or C.shape != B.shape:
@@ -159,7 +167,7 @@ def selective_scan_2d_lowrank(
         if name == "triton":  # delta expanded inside the sweeps
             from diffmf.ops.triton import selective_scan_2d_lowrank_triton
 
-            return selective_scan_2d_lowrank_triton(u, dts, dt_weight, A, B, C, D, delta_bias, delta_softplus)
+            return selective_scan_2d_lowrank_triton(u, dts, dt_weight, A, B, C, D, delta_bias, delta_softplus, merge)
         if streams:
             return _scan_2d_inference(u, None, A, B, C, D, delta_bias, delta_softplus, lowrank=(dts, dt_weight))
     return selective_scan_2d(u, expand_delta(dts, dt_weight), A, B, C, D, delta_bias, delta_softplus, backend)

@@ -20,6 +20,10 @@ channels-last one (s_c = 1). A constexpr ``*_LAYOUT`` tells the compiler which a
 stride (1: channels, 2: rows, 0: neither) so it can coalesce and vectorise along it. The output
 is written channels-last (contiguous); the input gradient in the layout of the input.
 
+SS2D's output norm at inference also has a form that reads the fused 2-D scan's route
+outputs before their cross-merge (:class:`~diffmf.ops.cross_scan.RouteSums`) and sums them
+as it loads them (``_merge_ln_fwd_kernel``): the merged map is never written or read again.
+
 One program normalises a tile of BLOCK_R rows x BLOCK_C = next_pow2(C) channels. The backward
 runs a fixed number of programs that loop over the row tiles, each keeping its dw and db sums
 in registers and writing one partial row per program; the partials are summed afterwards
@@ -37,6 +41,7 @@ import triton
 import triton.language as tl
 from torch import Tensor
 
+from diffmf.ops.cross_scan import RouteSums
 from diffmf.ops.dispatch import triton_interpreting
 from diffmf.ops.triton.geometry import pow2 as _pow2
 from diffmf.ops.triton.geometry import sm_count
@@ -116,6 +121,47 @@ def _ln_fwd_kernel(
         row = o64 * n_inner + r
         tl.store(MEAN + row, mean, mask=rmask)
         tl.store(RSTD + row, rstd, mask=rmask)
+
+
+@triton.jit
+def _merge_ln_fwd_kernel(
+    Cs, Rs, W, Bias, Z, Y,
+    H, Wd, C, sc_slot, sr_slot, sz_b, sz_h, sz_w, eps,
+    NC: tl.constexpr, NR: tl.constexpr, BH: tl.constexpr, BW: tl.constexpr, BLOCK_C: tl.constexpr,
+    HAS_W: tl.constexpr, HAS_B: tl.constexpr, GATE: tl.constexpr,
+):
+    """Y[b, h, w, :] = LN(x[b, :, h, w]) (* silu(Z[b, h, w, :])) for a (BH, BW) pixel tile of
+    image b, with x = (Cs_0 + .. + Cs_{NC-1}) + (Rs_0 + .. + Rs_{NR-1})^T summed on load in this
+    order (the scan's merge order): Cs slots (B, C, H, W), Rs slots (B, C, W, H) float32,
+    packed per slot (``sc_slot`` / ``sr_slot`` elements apart); Y channels-last contiguous."""
+    b = tl.program_id(2).to(tl.int64)
+    h = tl.program_id(0) * BH + tl.arange(0, BH)[:, None, None]
+    w = tl.program_id(1) * BW + tl.arange(0, BW)[None, :, None]
+    c = tl.arange(0, BLOCK_C)[None, None, :]
+    cmask = c < C
+    mask = (h < H) & (w < Wd) & cmask
+    plane = (b * C + c) * (H * Wd)
+    x = tl.load(Rs + plane + w * H + h, mask=mask, other=0.0)
+    for i in tl.static_range(1, NR):
+        x += tl.load(Rs + i * sr_slot + plane + w * H + h, mask=mask, other=0.0)
+    if NC > 0:
+        cs = tl.load(Cs + plane + h * Wd + w, mask=mask, other=0.0)
+        for i in tl.static_range(1, NC):
+            cs += tl.load(Cs + i * sc_slot + plane + h * Wd + w, mask=mask, other=0.0)
+        x = cs + x
+    mean = tl.sum(x, axis=2) / C
+    xc = tl.where(mask, x - mean[:, :, None], 0.0)
+    var = tl.sum(xc * xc, axis=2) / C
+    rstd = 1.0 / tl.sqrt(var + eps)
+    n = xc * rstd[:, :, None]
+    if HAS_W:
+        n = n * tl.load(W + c, mask=cmask, other=0.0).to(tl.float32)
+    if HAS_B:
+        n = n + tl.load(Bias + c, mask=cmask, other=0.0).to(tl.float32)
+    if GATE:
+        z = tl.load(Z + b * sz_b + h * sz_h + w * sz_w + c, mask=mask, other=0.0).to(tl.float32)
+        n = n * (z * tl.sigmoid(z))
+    tl.store(Y + ((b * H + h) * Wd + w) * C + c, n.to(Y.dtype.element_ty), mask=mask)
 
 
 @triton.jit
@@ -324,6 +370,58 @@ def layer_norm_fwd(
         OFF64=_needs_off64(C, xv, yv, zv), num_warps=cfg.fwd_warps,
     )
     return out, mean, rstd, x, gate
+
+
+MERGE_TILE = 8192  # elements (pixels x channels) per program of the merged form
+MERGE_WARPS = 8
+MERGE_TILES_ENV = "DIFFMF_MERGE_LN_TILES"  # "rows,cols,warps" of the merged form's pixel tile (benchmarks)
+
+
+def merged_layer_norm_fwd(
+    sums: RouteSums,
+    weight: Optional[Tensor],
+    bias: Optional[Tensor],
+    eps: float,
+    gate: Optional[Tensor],
+    out_dtype: torch.dtype,
+) -> Tensor:
+    """LN over the channels of the merged scan output (B, C, H, W) [* silu(gate)], read from
+    its route slots (one pass, forward only) -> (B, H, W, C) contiguous in ``out_dtype``;
+    gate (B, H, W, C) with unit channel stride (else copied)."""
+    cols, rows = sums.cols, sums.rows
+    nb, c, h, w = sums.shape
+    out = torch.empty(nb, h, w, c, dtype=out_dtype, device=rows.device)
+    if out.numel() == 0:
+        return out
+    per = c * h * w
+
+    def packed(t: Tensor, plane: tuple) -> Tensor:
+        ok = t.shape[0] == 0 or (t.stride()[1:] == (per, h * w, *plane) and (t.shape[0] == 1 or t.stride(0) >= nb * per))
+        return t if ok else t.contiguous()
+
+    cols, rows = packed(cols, (w, 1)), packed(rows, (h, 1))
+    if gate is not None and gate.stride(-1) != 1:
+        gate = gate.contiguous()
+    bc = _pow2(c)
+    warps = MERGE_WARPS
+    spec = os.environ.get(MERGE_TILES_ENV)
+    if triton_interpreting():
+        bh, bw = 2, 4  # several tiles and ragged edges on tiny maps
+    elif spec:
+        bh, bw, warps = (int(v) for v in spec.split(","))
+    else:
+        bw = min(16, _pow2(w))
+        bh = max(1, min(_pow2(h), MERGE_TILE // (bw * bc)))
+    nc = cols.shape[0]
+    _merge_ln_fwd_kernel[(triton.cdiv(h, bh), triton.cdiv(w, bw), nb)](
+        cols if nc else rows, rows, weight if weight is not None else out, bias if bias is not None else out,
+        gate if gate is not None else out, out,
+        h, w, c, cols.stride(0) if nc > 1 else 0, rows.stride(0) if rows.shape[0] > 1 else 0,
+        *(gate.stride()[:3] if gate is not None else (0, 0, 0)), eps,
+        NC=nc, NR=rows.shape[0], BH=bh, BW=bw, BLOCK_C=bc,
+        HAS_W=weight is not None, HAS_B=bias is not None, GATE=gate is not None, num_warps=warps,
+    )
+    return out
 
 
 def layer_norm_bwd(

@@ -14,7 +14,9 @@ column-major. Nothing is copied into route order, and the route outputs are summ
 in a fixed order, so results (forward and gradients) are deterministic. The kernels read B
 and C state-contiguous (each pixel's N states adjacent, see :mod:`.kernels`):
 :func:`state_major` makes that copy in one pass unless B / C already have that layout, and
-:func:`relayout` brings dB / dC back to the public layout.
+:func:`relayout` brings dB / dC back to the public layout. The network's call at inference
+may pass dt, B and C as :class:`~diffmf.ops.cross_scan.FrameMaps` already in the layouts
+the frames read (:func:`diffmf.ops.xproj.x_proj`): then nothing is copied.
 """
 from __future__ import annotations
 
@@ -27,6 +29,7 @@ from typing import Dict, List, Optional, Tuple
 import torch
 from torch import Tensor
 
+from diffmf.ops.cross_scan import FrameMaps, RouteSums
 from diffmf.ops.dispatch import triton_interpreting
 from diffmf.ops.triton import kernels as _k
 from diffmf.ops.triton.geometry import pow2 as _pow2
@@ -650,16 +653,20 @@ class _Scan1D(torch.autograd.Function):
         )
 
 
-def _forward_2d(u: Tensor, dt: Tensor, A: Tensor, B: Tensor, C: Tensor, D, bias, softplus: bool, W: Optional[Tensor] = None):
+def _forward_2d(u: Tensor, dt: Tensor, A: Tensor, B: Tensor, C: Tensor, D, bias, softplus: bool, W: Optional[Tensor] = None,
+                merge: bool = True):
     """Forward of the fused 2-D op -> (y, problem, hstart, dsum, u, dt), the last two as the
     kernels read them (packed planes). dt is the (B, K, D, H, W) step map, or with ``W``
-    (K*D, R) float32 the rank-R step inputs (B, K, R, H, W)."""
+    (K*D, R) float32 the rank-R step inputs (B, K, R, H, W). ``merge=False``: y is the
+    :class:`RouteSums` of the route outputs (no merge pass) unless the map is empty."""
     batch, d, h, w = u.shape
     k, n = dt.shape[1], A.shape[1]
     if k not in (1, 2, 4):
         raise ValueError(f"the fused 2-D scan takes 1, 2 or 4 routes, got {k}")
     L = h * w
-    u, dt = _planes(u, 2, L), _planes(dt, 2, L)  # B, C: any strides (see _frames_2d)
+    u = _planes(u, 2, L)
+    if not isinstance(dt, FrameMaps):
+        dt = _planes(dt, 2, L)  # B, C: any strides (see _frames_2d)
     p = _problem_2d(batch, k, d, n, h, w, softplus, u.device)
     y = torch.empty(batch, d, h, w, device=u.device, dtype=torch.float32)
     hstart = dsum = y
@@ -668,7 +675,12 @@ def _forward_2d(u: Tensor, dt: Tensor, A: Tensor, B: Tensor, C: Tensor, D, bias,
         for f, (buf, strides) in zip(frames, _slot_buffers(p, frames, y)):
             f.y, f.sy_out = buf, strides
         hstart, dsum = scan_forward(p, frames)
-        _merge_slots([f.y for f in frames], y)
+        if merge:
+            _merge_slots([f.y for f in frames], y)
+        else:
+            rows = frames[0].y
+            cols = frames[1].y if len(frames) > 1 else rows.new_empty((0, batch, d, h, w))
+            return RouteSums(cols, rows), p, hstart, dsum, u, dt
     return y, p, hstart, dsum, u, dt
 
 
@@ -849,17 +861,23 @@ def _frames_2d(p: Problem, u, delta, A, B, C, D, bias, W: Optional[Tensor] = Non
     routes 0/2 as (W, H, N) pixels, routes 1/3 as (H, W, N), each a single-pass copy
     (:func:`state_major`) unless B / C already have that layout. With ``W`` (K*D, R) float32,
     ``delta`` holds the rank-R step inputs (B, K, R, H, W) instead (transposed the same way
-    for routes 0/2: R planes per route instead of D)."""
+    for routes 0/2: R planes per route instead of D). delta, B and C may be
+    :class:`FrameMaps`: each frame is read in place where laid out as above."""
     batch, d, h, w = u.shape
     L = h * w
     A2, D32, b32 = _params(A, D, bias)
     rows_o = p.orients[0]
     kr = len(rows_o.routes)
     u_t = transpose_planes(u)  # (B, D, W, H)
-    dt_t = torch.empty(batch, kr, delta.shape[2], w, h, device=u.device, dtype=delta.dtype)
-    for j, kk in enumerate(rows_o.routes):
-        transpose_planes(delta[:, kk], dt_t[:, j])
-    B_r, C_r = state_major(B[:, 0::2], True), state_major(C[:, 0::2], True)
+    if isinstance(delta, FrameMaps):
+        dt_t = _frame_planes(delta.rows.transpose(3, 4), L)  # (B, kr, P, W, H)
+        dt_c = _frame_planes(delta.cols, L)
+    else:
+        dt_t = torch.empty(batch, kr, delta.shape[2], w, h, device=u.device, dtype=delta.dtype)
+        for j, kk in enumerate(rows_o.routes):
+            transpose_planes(delta[:, kk], dt_t[:, j])
+        dt_c = delta[:, 1::2]
+    B_r, C_r = state_major(_frame(B, 0), True), state_major(_frame(C, 0), True)
     rows = _Frame(rows_o, _Tensors(
         u_t, dt_t, A2, B_r, C_r, D32, b32,
         su=(u_t.stride(0), 0), sd=(dt_t.stride(0), dt_t.stride(1)),
@@ -868,8 +886,7 @@ def _frames_2d(p: Problem, u, delta, A, B, C, D, bias, W: Optional[Tensor] = Non
     ))
     frames = [rows]
     if p.K >= 2:
-        dt_c = delta[:, 1::2]
-        B_c, C_c = state_major(B[:, 1::2], False), state_major(C[:, 1::2], False)
+        B_c, C_c = state_major(_frame(B, 1), False), state_major(_frame(C, 1), False)
         frames.append(_Frame(p.orients[1], _Tensors(
             u, dt_c, A2, B_c, C_c, D32, b32,
             su=(u.stride(0), 0), sd=(dt_c.stride(0), dt_c.stride(1)),
@@ -877,6 +894,19 @@ def _frames_2d(p: Problem, u, delta, A, B, C, D, bias, W: Optional[Tensor] = Non
             sy=(d * L, 0), kdiv=2, W=W,
         )))
     return frames
+
+
+def _frame(x, i: int) -> Tensor:
+    """Routes i, i + 2 of a (B, K, P, H, W) map or :class:`FrameMaps` (0: rows, 1: columns)."""
+    if isinstance(x, FrameMaps):
+        return x.rows if i == 0 else x.cols
+    return x[:, i::2]
+
+
+def _frame_planes(x: Tensor, length: int) -> Tensor:
+    """A frame's (B, K', P, S1, S2) per-route planes as the sweeps read them (packed planes of
+    ``length``, any batch / route strides): ``x`` itself, or a copy."""
+    return _planes(x, 2, length)
 
 
 def selective_scan_triton(
@@ -927,7 +957,8 @@ def selective_scan_2d_lowrank_triton(
     D: Optional[Tensor] = None,
     delta_bias: Optional[Tensor] = None,
     delta_softplus: bool = True,
-) -> Tensor:
+    merge: bool = True,
+):
     """:func:`selective_scan_2d_triton` with delta = ``expand_delta(dts, dt_weight)`` computed
     inside the sweeps (forward and backward), with autograd.
 
@@ -935,7 +966,21 @@ def selective_scan_2d_lowrank_triton(
     in :func:`selective_scan_2d_triton`. Each channel's raw step sum_r W[k, d, r] dts[k, r] is
     formed in float32 and rounded to dts' dtype, as the matmul of ``expand_delta`` does.
     Ranks above :data:`kernels.MAX_RANK` (4) expand the map first and run
-    :func:`selective_scan_2d_triton`. Returns (B, D, H, W) float32."""
+    :func:`selective_scan_2d_triton`. dts, B and C may be :class:`FrameMaps` (read in place:
+    no relayout copies); with a gradient to compute they are made dense first.
+    Returns (B, D, H, W) float32; with ``merge=False`` and no gradient to compute, the
+    :class:`RouteSums` of the route outputs instead (no merge pass; for
+    :func:`diffmf.ops.layernorm.merged_layer_norm`)."""
+    frames = [isinstance(t, FrameMaps) for t in (dts, B, C)]
+    fields = [f for t in (dts, B, C) if isinstance(t, FrameMaps) for f in t]
+    others = (u, dt_weight, A, D, delta_bias, *(t for t in (dts, B, C) if not isinstance(t, FrameMaps)))
+    grad = torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in (*others, *fields))
+    if not grad and len(dts.shape) == 5 and dts.shape[2] <= _k.MAX_RANK:  # inference: no autograd node
+        _check_float(*others, *fields)
+        w_rows = _dt_weight_rows(dt_weight, dts.dtype)
+        return _forward_2d(u, dts, A, B, C, D, delta_bias, bool(delta_softplus), w_rows, merge=merge)[0]
+    if any(frames):
+        dts, B, C = (t.dense() if f else t for t, f in zip((dts, B, C), frames))
     if dts.dim() == 5 and dts.shape[2] > _k.MAX_RANK:
         from diffmf.ops.selective_scan import expand_delta
 
