@@ -21,21 +21,12 @@ import statistics
 from pathlib import Path
 
 import torch
+from bench_model import time_ms  # this folder is on sys.path when run as a script
 
 
 def timed(fn, reps: int, warmup: int = 5) -> float:
-    for _ in range(warmup):
-        fn()
-    torch.cuda.synchronize()
-    out = []
-    for _ in range(reps):
-        a, b = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-        a.record()
-        fn()
-        b.record()
-        b.synchronize()
-        out.append(a.elapsed_time(b) * 1e3)
-    return statistics.median(out)
+    """Median microseconds of ``fn`` (CUDA events, after ``warmup`` calls)."""
+    return statistics.median(time_ms(fn, reps, warmup)) * 1e3
 
 
 def main(argv=None) -> int:

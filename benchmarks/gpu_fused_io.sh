@@ -52,19 +52,6 @@ R=/tmp/fio; mkdir -p "$R" "$OUT"
         e=$(date +%s.%N); echo "[$run $src] TNO25 fuse (fp32), process start to exit: $(awk "BEGIN{print $e - $s}") s"
       done
     done
-    python3 - <<'PY'
-from pathlib import Path
-import numpy as np
-from PIL import Image
-diffs = []
-for f in sorted(Path("/tmp/fused_old").iterdir()):
-    a = np.asarray(Image.open(f)).astype(int)
-    b = np.asarray(Image.open(Path("/tmp/fused_new") / f.name)).astype(int)
-    d = np.abs(a - b)
-    diffs.append((f.name, int(d.max()), float(d.mean()), float((d > 0).mean())))
-for name, mx, mean, frac in diffs:
-    print(f"  {name:24s} max |new - old| {mx} grey levels, mean {mean:.4f}, pixels differing {100 * frac:.3f}%")
-print(f"TNO25 new vs old fused images: worst max difference {max(d[1] for d in diffs)} grey levels over {len(diffs)} images")
-PY
+    python3 benchmarks/compare_fused.py /tmp/fused_old /tmp/fused_new
   fi
 } 2>&1 | tee -a "$OUT/fused_io.log"

@@ -59,21 +59,7 @@ R=/tmp/lrc; mkdir -p "$R" "$OUT"
       t 150 env PYTHONPATH=$src python3 -m diffmf fuse --ir .data/test/TNO25/ir --vi .data/test/TNO25/vi -o "/tmp/fused_$(tag $src)" --device cuda 2>&1 | tail -1
       e=$(date +%s.%N); echo "[$src] TNO25 fuse (first use of these kernels), process start to exit: $(awk "BEGIN{print $e - $s}") s"
     done
-    python3 - <<'PY'
-from pathlib import Path
-import numpy as np
-from PIL import Image
-worst = 0
-diffs = []
-for f in sorted(Path("/tmp/fused_old").iterdir()):
-    a = np.asarray(Image.open(f)).astype(int)
-    b = np.asarray(Image.open(Path("/tmp/fused_new") / f.name)).astype(int)
-    d = np.abs(a - b)
-    diffs.append((f.name, int(d.max()), float(d.mean()), float((d > 0).mean())))
-for name, mx, mean, frac in diffs:
-    print(f"  {name:24s} max |new - old| {mx} grey levels, mean {mean:.4f}, pixels differing {100 * frac:.3f}%")
-print(f"TNO25 new vs old fused images: worst max difference {max(d[1] for d in diffs)} grey levels over {len(diffs)} images")
-PY
+    python3 benchmarks/compare_fused.py /tmp/fused_old /tmp/fused_new
   fi
 } 2>&1 | tee "$OUT/lowrank_chain.log"
 tar -czf "$OUT/lowrank_chain.tar.gz" -C /tmp lrc

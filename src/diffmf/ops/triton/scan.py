@@ -870,8 +870,8 @@ def _frames_2d(p: Problem, u, delta, A, B, C, D, bias, W: Optional[Tensor] = Non
     kr = len(rows_o.routes)
     u_t = transpose_planes(u)  # (B, D, W, H)
     if isinstance(delta, FrameMaps):
-        dt_t = _frame_planes(delta.rows.transpose(3, 4), L)  # (B, kr, P, W, H)
-        dt_c = _frame_planes(delta.cols, L)
+        dt_t = _planes(delta.rows.transpose(3, 4), 2, L)  # (B, kr, P, W, H) packed planes
+        dt_c = _planes(delta.cols, 2, L)
     else:
         dt_t = torch.empty(batch, kr, delta.shape[2], w, h, device=u.device, dtype=delta.dtype)
         for j, kk in enumerate(rows_o.routes):
@@ -901,12 +901,6 @@ def _frame(x, i: int) -> Tensor:
     if isinstance(x, FrameMaps):
         return x.rows if i == 0 else x.cols
     return x[:, i::2]
-
-
-def _frame_planes(x: Tensor, length: int) -> Tensor:
-    """A frame's (B, K', P, S1, S2) per-route planes as the sweeps read them (packed planes of
-    ``length``, any batch / route strides): ``x`` itself, or a copy."""
-    return _planes(x, 2, length)
 
 
 def selective_scan_triton(
