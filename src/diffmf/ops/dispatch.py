@@ -84,6 +84,12 @@ def get_backend() -> str:
     return _SCAN.get()
 
 
+def needs_grad(*tensors: Optional[torch.Tensor]) -> bool:
+    """Whether autograd will need a gradient through any of ``tensors`` (None entries ignored):
+    grad mode is on and one of them requires grad. Forward-only kernels run only when not."""
+    return torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in tensors)
+
+
 def triton_interpreting() -> bool:
     return os.environ.get("TRITON_INTERPRET", "0") == "1"
 

@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from diffmf.ops.dispatch import BackendSetting
+from diffmf.ops.dispatch import BackendSetting, needs_grad
 from diffmf.ops.layernorm import autocast_dtype
 
 CONV_BACKENDS = ("auto", "torch", "triton")
@@ -35,14 +35,10 @@ set_conv_backend = _CONV.set
 get_conv_backend = _CONV.get
 
 
-def _needs_grad(*ts: Optional[Tensor]) -> bool:
-    return torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in ts)
-
-
 def resolve_conv_backend(x: Tensor, weight: Tensor, bias: Optional[Tensor], requested: Optional[str] = None) -> str:
     """Concrete backend (``torch`` or ``triton``) for this call (see the module docstring)."""
     def unsupported() -> Optional[str]:
-        if _needs_grad(x, weight, bias):
+        if needs_grad(x, weight, bias):
             return "the depthwise conv kernel has no backward (a gradient is needed here)"
         if x.dtype not in TRITON_DTYPES:
             return f"dtype {x.dtype} (supported: {TRITON_DTYPES})"

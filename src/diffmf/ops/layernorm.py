@@ -29,7 +29,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from diffmf.ops.cross_scan import RouteSums
-from diffmf.ops.dispatch import BackendSetting
+from diffmf.ops.dispatch import BackendSetting, needs_grad
 
 logger = logging.getLogger(__name__)
 
@@ -198,10 +198,10 @@ def merged_layer_norm(
     if gate is not None and tuple(gate.shape) != (b, h, w, c):
         raise ValueError(f"gate shape {tuple(gate.shape)} != merged output shape {(b, h, w, c)} (channels last)")
     probe = torch.empty(0, c, device=sums.rows.device, dtype=torch.float32)
-    needs_grad = torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in (weight, bias, gate, *sums))
+    grad = needs_grad(weight, bias, gate, *sums)
     name = _NORM.resolve_call(
         probe.device, backend,
-        lambda: "the merged form has no backward (a gradient is needed here)" if needs_grad else _triton_unsupported(probe, (c,)),
+        lambda: "the merged form has no backward (a gradient is needed here)" if grad else _triton_unsupported(probe, (c,)),
     )
     if name == "torch":
         return layer_norm(sums.merge().permute(0, 2, 3, 1), weight, bias, eps, gate=gate, out_dtype=out_dtype, backend="torch")

@@ -36,6 +36,7 @@ from typing import Optional, Tuple
 import torch
 from torch import Tensor
 
+from diffmf.ops.dispatch import needs_grad
 from diffmf.ops.scan_ref import prepare_delta
 
 MAX_DECAY: float = 60.0
@@ -70,7 +71,7 @@ def selective_scan_torch(
     Computes in float32 (float64 if any input is float64); returns y (B, G*D, L).
     Without autograd (no grad mode, or no input requiring grad) runs the inference path.
     """
-    if torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in (u, delta, A, B, C, D, delta_bias)):
+    if needs_grad(u, delta, A, B, C, D, delta_bias):
         return _scan_autograd(u, delta, A, B, C, D, delta_bias, delta_softplus, return_last_state, chunk, max_decay)
     return _scan_inference(u, delta, A, B, C, D, delta_bias, delta_softplus, return_last_state, chunk, max_decay)
 
@@ -293,7 +294,7 @@ def _scan_autograd(u, delta, A, B, C, D, delta_bias, delta_softplus, return_last
     u4 = u.view(batch, groups, d, length)
     dt4 = delta.view(batch, groups, d, length)
     du4 = dt4 * u4
-    needs_grad = torch.is_grad_enabled() and any(t.requires_grad for t in (u, delta, A, B, C))
+    grad = needs_grad(u, delta, A, B, C)
     a_max = A.detach().abs().amax(dim=1).view(1, groups, d, 1)  # worst decay rate per channel
     h = u.new_zeros(batch, groups, d, n)
     ys = []
@@ -311,7 +312,7 @@ def _scan_autograd(u, delta, A, B, C, D, delta_bias, delta_softplus, return_last
         drive = du4[..., s:e].unsqueeze(3) * B[:, :, None, :, s:e]  # (B, G, D, N, T)
         # b_r / P_r. Under autograd use exp(-cum) (<= e^max_decay): the backward of a division
         # would square P (~e^-60) and overflow.
-        w = drive * torch.exp(-cum) if needs_grad else drive / P
+        w = drive * torch.exp(-cum) if grad else drive / P
         w[..., 0] += torch.exp(dt[..., 0, None] * A4[..., 0]) * h  # carry h_{s-1} in
         hs = P * torch.cumsum(w, dim=-1)
         ys.append((hs * C[:, :, None, :, s:e]).sum(3))  # (B, G, D, T)

@@ -22,7 +22,7 @@ from torch import Tensor
 
 from diffmf.ops.cross_scan import cross_merge, cross_scan, cross_scan_routes, dense_map
 from diffmf.ops import flops as _flops
-from diffmf.ops.dispatch import resolve_backend
+from diffmf.ops.dispatch import needs_grad, resolve_backend
 from diffmf.ops.scan_ref import selective_scan_ref
 from diffmf.ops import scan_torch as _scan_torch
 from diffmf.ops.scan_torch import InferenceScan, scratch, selective_scan_torch
@@ -177,7 +177,7 @@ def _streams(u: Tensor, others, backend: Optional[str]) -> bool:
     """True where the streamed no-grad torch path runs."""
     if resolve_backend(u.device, backend) != "torch":
         return False
-    return not (torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in (u, *others)))
+    return not needs_grad(u, *others)
 
 
 def _check_2d(batch: int, k: int, d: int, length: int, A: Tensor, B: Tensor, C: Tensor) -> None:

@@ -22,7 +22,7 @@ import torch
 from torch import Tensor
 
 from diffmf.ops.cross_scan import FrameMaps
-from diffmf.ops.dispatch import BackendSetting, resolve_backend
+from diffmf.ops.dispatch import BackendSetting, needs_grad, resolve_backend
 
 PROJ_BACKENDS = ("auto", "torch", "triton")
 ENV_VAR = "DIFFMF_PROJ_BACKEND"
@@ -38,7 +38,7 @@ def resolve_proj_backend(x: Tensor, weight: Tensor, requested: Optional[str] = N
     """Concrete backend (``torch`` or ``triton``) for this call (see the module docstring)."""
 
     def unsupported() -> Optional[str]:
-        if torch.is_grad_enabled() and (x.requires_grad or weight.requires_grad):
+        if needs_grad(x, weight):
             return "the x_proj kernel has no backward (a gradient is needed here)"
         if x.dtype not in TRITON_DTYPES:
             return f"dtype {x.dtype} (supported: {TRITON_DTYPES})"

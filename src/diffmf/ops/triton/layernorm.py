@@ -42,7 +42,7 @@ import triton.language as tl
 from torch import Tensor
 
 from diffmf.ops.cross_scan import RouteSums
-from diffmf.ops.dispatch import triton_interpreting
+from diffmf.ops.dispatch import needs_grad, triton_interpreting
 from diffmf.ops.triton.geometry import pow2 as _pow2
 from diffmf.ops.triton.geometry import sm_count
 
@@ -525,7 +525,7 @@ def layer_norm_triton(
 
     Mean and rstd are kept for the backward only when autograd will need them.
     """
-    stats = torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in (x, weight, bias, gate))
+    stats = needs_grad(x, weight, bias, gate)
     if not stats:  # inference: no autograd node, no saved statistics
         return layer_norm_fwd(x, weight, bias, eps, gate, out_dtype, False)[0]
     return LayerNormTriton.apply(x, weight, bias, gate, eps, out_dtype, stats)

@@ -30,7 +30,7 @@ import torch
 from torch import Tensor
 
 from diffmf.ops.cross_scan import FrameMaps, RouteSums
-from diffmf.ops.dispatch import triton_interpreting
+from diffmf.ops.dispatch import needs_grad, triton_interpreting
 from diffmf.ops.triton import kernels as _k
 from diffmf.ops.triton.geometry import pow2 as _pow2
 from diffmf.ops.triton.geometry import sm_count
@@ -968,7 +968,7 @@ def selective_scan_2d_lowrank_triton(
     frames = [isinstance(t, FrameMaps) for t in (dts, B, C)]
     fields = [f for t in (dts, B, C) if isinstance(t, FrameMaps) for f in t]
     others = (u, dt_weight, A, D, delta_bias, *(t for t in (dts, B, C) if not isinstance(t, FrameMaps)))
-    grad = torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in (*others, *fields))
+    grad = needs_grad(*others, *fields)
     if not grad and len(dts.shape) == 5 and dts.shape[2] <= _k.MAX_RANK:  # inference: no autograd node
         _check_float(*others, *fields)
         w_rows = _dt_weight_rows(dt_weight, dts.dtype)
