@@ -114,3 +114,14 @@ def test_compiled_kernel_on_gpu(dtype, monkeypatch):
         ref = dw.dwconv_silu_reference(x, weight.to(dtype), bias.to(dtype), 1)
         tol = 1e-5 if dtype == torch.float32 else 2**-7
         torch.testing.assert_close(got.float(), ref.float(), rtol=tol, atol=tol)
+
+
+@needs_triton
+def test_malformed_tile_override_names_the_variable(monkeypatch):
+    """The benchmark override of the GPU tile is parsed before any launch; a malformed value is
+    an error that names the variable and the expected form."""
+    monkeypatch.setattr(tdw, "triton_interpreting", lambda: False)
+    monkeypatch.setenv(tdw.TILE_ENV, "32,32")
+    x, weight, bias = _inputs(1, 4, 5, 8, 3)
+    with pytest.raises(ValueError, match=f"{tdw.TILE_ENV}.*channels,columns,warps"):
+        tdw.dwconv_silu_triton(x, weight, bias, torch.float32)

@@ -241,7 +241,7 @@ def test_memoised_planning_follows_the_environment(monkeypatch):
     monkeypatch.delenv(triton_scan.SEGLEN_ENV)
     assert triton_scan._finish(p, cpu).orients[0].seglen == first
     gpu = triton_scan._layout(64, 16, False, True, interpret=False)
-    assert (gpu.dpt, gpu.maxnreg, gpu.prefetch) == (2, 128, True)
+    assert (gpu.dpt, gpu.maxnreg, gpu.prefetch, gpu.stages) == (2, 128, True, 1)
     # float32 B / C and the rank-R output pass run without the register-hungry prefetch
     assert not triton_scan._layout(64, 16, False, True, interpret=False, heavy=True).prefetch
     bf, z = torch.zeros(1, dtype=torch.bfloat16), (0, 0)
@@ -256,6 +256,9 @@ def test_memoised_planning_follows_the_environment(monkeypatch):
     lay = triton_scan._layout(64, 16, False, True, interpret=False)
     assert (lay.dpt, lay.maxnreg, lay.num_warps) == (1, 0, 4)
     assert triton_scan._layout(64, 16, True, True, interpret=False) == bwd  # the backward keeps its own setting
+    monkeypatch.setenv(triton_scan.LAYOUT_FWD_ENV, "2,1,4,0,16,128,3")  # every optional field
+    lay = triton_scan._layout(64, 16, False, True, interpret=False)
+    assert (lay.prefetch, lay.cg, lay.maxnreg, lay.stages) == (False, 16, 128, 3)
     monkeypatch.setenv(triton_scan.LAYOUT_BWD_ENV, "1,1,4,1")
     assert triton_scan._layout(64, 16, True, True, interpret=False).dpt == 1
     monkeypatch.delenv(triton_scan.LAYOUT_BWD_ENV)

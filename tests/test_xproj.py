@@ -29,11 +29,11 @@ def _inputs(b, d, h, w, k, r, n, dtype=torch.float32):
 
 @needs_triton
 @pytest.mark.parametrize("b,d,h,w,k,r,n", [(1, 8, 5, 7, 4, 2, 16), (2, 12, 3, 9, 4, 2, 4), (1, 6, 1, 19, 2, 3, 8),
-                                           (1, 5, 17, 1, 1, 1, 4), (2, 16, 4, 4, 4, 4, 16)])
+                                           (1, 5, 17, 1, 1, 1, 4), (2, 16, 4, 4, 4, 4, 16), (1, 8, 9, 13, 4, 2, 16)])
 def test_frames_hold_the_bmm_values(b, d, h, w, k, r, n, interpret):
     """Every route's dt, B, C equal the bmm's (float32: no TF32 in the kernel), for ragged
-    pixel blocks, channel counts that are not powers of two, 1-pixel rows / columns and 1, 2,
-    4 routes."""
+    pixel blocks, channel counts that are not powers of two, 1-pixel rows / columns, 1, 2,
+    4 routes, and more pixel blocks than programs (9 x 13: 8 blocks walked by 3 programs)."""
     x, weight = _inputs(b, d, h, w, k, r, n)
     got = txp.x_proj_triton(x, weight, r, n)
     want = xp.x_proj_reference(x, weight, r, n)
@@ -125,6 +125,24 @@ def test_explicit_triton_with_a_gradient_is_an_error(interpret):
         xp.x_proj(x, weight, 2, 4, backend="triton")
     with torch.no_grad():
         assert isinstance(xp.x_proj(x, weight, 2, 4, backend="triton")[1], FrameMaps)
+
+
+@needs_triton
+def test_schedule_defaults_and_override(monkeypatch):
+    """GPU schedules per dtype (float32: persistent programs with staged x tiles; 16-bit: one
+    program per block), the interpreter's, the benchmark override, and a malformed override
+    named in the error."""
+    monkeypatch.delenv(txp.TILE_ENV, raising=False)
+    per_sm, _, _, stages = txp.schedule(torch.float32, False)
+    assert per_sm > 0 and stages > 1
+    per_sm, _, _, stages = txp.schedule(torch.bfloat16, False)
+    assert per_sm == 0 and stages == 1
+    assert txp.schedule(torch.float32, True) == (0, txp.INTERPRET_BLOCK_PIXELS, 1, 1)
+    monkeypatch.setenv(txp.TILE_ENV, "4,16,1,2")
+    assert txp.schedule(torch.bfloat16, False) == (4, 16, 1, 2)
+    monkeypatch.setenv(txp.TILE_ENV, "4,16")
+    with pytest.raises(ValueError, match=txp.TILE_ENV):
+        txp.schedule(torch.bfloat16, False)
 
 
 def test_shape_errors_name_the_shapes():

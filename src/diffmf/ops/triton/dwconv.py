@@ -8,12 +8,18 @@ image row). Zero padding is the load mask. Per pixel and channel: k*k multiply-a
 exponential; the input is read from DRAM about once (neighbouring rows hit the caches) and
 the output written once, against a planar copy + convolution + SiLU pass in PyTorch.
 
+Tile: 32 channels x 32 columns, 2 warps (H100, ``benchmarks/bench_dwconv.py``, 64 channels,
+640x480, CUDA-graph replays: bf16 70.0 us and fp32 74.5 us against 85.2 / 79.0 us for 32 x 64
+with 4 warps; every tile tried wrote bit-identical outputs). ``DIFFMF_DWCONV_TILE`` =
+"channels,columns,warps" overrides it (benchmarks).
+
 To match PyTorch's rounding in low precision, the convolution result is rounded to the
 output dtype before the SiLU (as ``F.silu(F.conv2d(...))`` does), the SiLU computed in
 float32 and rounded again.
 """
 from __future__ import annotations
 
+import os
 from typing import Optional
 
 import torch
@@ -23,6 +29,9 @@ from torch import Tensor
 
 from diffmf.ops.dispatch import triton_interpreting
 from diffmf.ops.triton.geometry import pow2
+
+
+TILE_ENV = "DIFFMF_DWCONV_TILE"  # "channels,columns,warps" per program (benchmarks)
 
 
 # H only bounds the masks: unspecialised (one compiled kernel less per image-height class);
@@ -73,12 +82,18 @@ def dwconv_silu_triton(x: Tensor, weight: Tensor, bias: Optional[Tensor], dtype:
         return y
     wt = weight.detach().to(dtype).reshape(C, k * k).contiguous()
     bt = bias.detach().to(dtype).contiguous() if bias is not None else wt
-    bc, bw = (16, 16) if triton_interpreting() else (32, 64)
+    bc, bw, warps = (16, 16, 4) if triton_interpreting() else (32, 32, 2)  # GPU: see the module docstring
+    tile = os.environ.get(TILE_ENV)
+    if tile and not triton_interpreting():
+        try:
+            bc, bw, warps = (int(v) for v in tile.split(","))
+        except ValueError:
+            raise ValueError(f"{TILE_ENV}={tile!r}: expected 'channels,columns,warps'") from None
     bc = min(bc, pow2(C))
     bw = min(bw, pow2(W))
     grid = (triton.cdiv(W, bw) * H, B * triton.cdiv(C, bc))
     _dwconv_silu_kernel[grid](
         x, wt, bt, y, *x.stride(), H, W, C,
-        KS=k, HAS_BIAS=bias is not None, BC=bc, BW=bw, num_warps=4,
+        KS=k, HAS_BIAS=bias is not None, BC=bc, BW=bw, num_warps=warps,
     )
     return y

@@ -299,7 +299,7 @@ def _fwd_local_kernel(
     su_b, su_k, sd_b, sd_k, sB_b, sB_k,
     PLANE, D, K, OUTER, INNER, S, NSEG, NSEG_STRIDE, so, si, k0, kstep, rev_from, kdiv,
     N: tl.constexpr, DPT: tl.constexpr, NPT: tl.constexpr, SG: tl.constexpr, CG: tl.constexpr, NS: tl.constexpr,
-    SEG_FAST: tl.constexpr, HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr, PREFETCH: tl.constexpr,
+    SEG_FAST: tl.constexpr, HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr, PREFETCH: tl.constexpr, STAGES: tl.constexpr = 1,
     R: tl.constexpr = 0,
 ):
     """Pass 1: each segment from h = 0 -> hloc[b,k,d,s,:] = h_end, dsum[b,k,d,s] = sum delta.
@@ -327,7 +327,7 @@ def _fwd_local_kernel(
     xr_n = _load_dt(dt_b, W0, W1, W2, W3, co, pos_n, PLANE, R)
     uu_n = tl.load(u_b + (co + pos_n))
     bb_n = tl.load(B_b + (pos_n * N + nc))
-    for t in range(0, S):
+    for t in tl.range(0, S, num_stages=STAGES):
         if PREFETCH:
             ok, xr, uu, bb = ok_n, xr_n, uu_n, bb_n
             pos_n, ok_n = _step(t + 1, p, o, rev, S, INNER, so, si, s_ok)
@@ -406,7 +406,7 @@ def _fwd_out_kernel(
     PLANE, D, K, OUTER, INNER, S, NSEG, NSEG_STRIDE, so, si, k0, kstep, rev_from, kdiv, y_k0, y_kdiv,
     N: tl.constexpr, DPT: tl.constexpr, NPT: tl.constexpr, SG: tl.constexpr, CG: tl.constexpr, NS: tl.constexpr,
     SEG_FAST: tl.constexpr, HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr, HAS_D: tl.constexpr,
-    PHASES: tl.constexpr, ACCUM: tl.constexpr, PREFETCH: tl.constexpr,
+    PHASES: tl.constexpr, ACCUM: tl.constexpr, PREFETCH: tl.constexpr, STAGES: tl.constexpr = 1,
     R: tl.constexpr = 0,
 ):
     """Pass 3: each segment from its true start state -> y (float32). R > 0: dt holds rank-R
@@ -451,7 +451,7 @@ def _fwd_out_kernel(
         yo_n = tl.where(d_ok, 0.0, 0.0)  # y written before (by phase 0), added in later phases
         if ACCUM or ph > 0:
             yo_n = tl.load(y_b + (co + pos_n), mask=w_ok & ok_n, other=0.0)
-        for t in range(0, S):
+        for t in tl.range(0, S, num_stages=STAGES):
             if PREFETCH:  # loads for step t + 1 are in flight while step t computes
                 pos, ok, xr, uu, bb, cc, yo = pos_n, ok_n, xr_n, uu_n, bb_n, cc_n, yo_n
                 pos_n, ok_n = _step(t + 1, p, o, rev, S, INNER, so, si, s_ok)
@@ -492,7 +492,7 @@ def _bwd_local_kernel(
     sd_b, sd_k, sC_b, sC_k, sy_b, sy_k,
     PLANE, D, K, OUTER, INNER, S, NSEG, NSEG_STRIDE, so, si, k0, kstep, rev_from, kdiv,
     N: tl.constexpr, DPT: tl.constexpr, NPT: tl.constexpr, SG: tl.constexpr, CG: tl.constexpr, NS: tl.constexpr,
-    SEG_FAST: tl.constexpr, HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr, PREFETCH: tl.constexpr,
+    SEG_FAST: tl.constexpr, HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr, PREFETCH: tl.constexpr, STAGES: tl.constexpr = 1,
     R: tl.constexpr = 0,
 ):
     """Backward pass 1: each segment backwards from a zero adjoint ->
@@ -519,7 +519,7 @@ def _bwd_local_kernel(
     xr_n = _load_dt(dt_b, W0, W1, W2, W3, co, pos_n, PLANE, R)
     dy_n = tl.load(dy_b + (co + pos_n))
     cc_n = tl.load(C_b + (pos_n * N + nc))
-    for t in range(0, S):
+    for t in tl.range(0, S, num_stages=STAGES):
         if PREFETCH:
             ok, xr, dy, cc = ok_n, xr_n, dy_n, cc_n
             pos_n, ok_n = _step(t + 1, p, o, rev, S, INNER, so, si, s_ok)
@@ -547,7 +547,7 @@ def _bwd_fwd_kernel(
     sdc_blk, sdc_b, sdc_k, sz_b, sz_k,
     PLANE, D, K, OUTER, INNER, S, NSEG, NSEG_STRIDE, so, si, k0, kstep, rev_from, kdiv,
     N: tl.constexpr, DPT: tl.constexpr, NPT: tl.constexpr, SG: tl.constexpr, CG: tl.constexpr, NS: tl.constexpr,
-    SEG_FAST: tl.constexpr, HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr, PREFETCH: tl.constexpr,
+    SEG_FAST: tl.constexpr, HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr, PREFETCH: tl.constexpr, STAGES: tl.constexpr = 1,
     R: tl.constexpr = 0,
 ):
     """Backward pass 2, forward in route order from the true start state h_{s-1} = hstart:
@@ -590,7 +590,7 @@ def _bwd_fwd_kernel(
     dy_n = tl.load(dy_b + (co + pos_n))
     bb_n = tl.load(B_b + (pos_n * N + nc))
     cc_n = tl.load(C_b + (pos_n * N + nc))
-    for t in range(0, S):
+    for t in tl.range(0, S, num_stages=STAGES):
         if PREFETCH:
             pos, ok, xr, uu, dy, bb, cc = pos_n, ok_n, xr_n, uu_n, dy_n, bb_n, cc_n
             pos_n, ok_n = _step(t + 1, p, o, rev, S, INNER, so, si, s_ok)
@@ -638,7 +638,7 @@ def _bwd_rev_kernel(
     PLANE, D, K, OUTER, INNER, S, NSEG, NSEG_STRIDE, so, si, k0, kstep, rev_from, kdiv, y_k0, y_kdiv,
     N: tl.constexpr, DPT: tl.constexpr, NPT: tl.constexpr, SG: tl.constexpr, CG: tl.constexpr, NS: tl.constexpr,
     SEG_FAST: tl.constexpr, HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr, HAS_D: tl.constexpr,
-    PHASES: tl.constexpr, ACCUM: tl.constexpr, PREFETCH: tl.constexpr,
+    PHASES: tl.constexpr, ACCUM: tl.constexpr, PREFETCH: tl.constexpr, STAGES: tl.constexpr = 1,
     R: tl.constexpr = 0,
 ):
     """Backward pass 3, against route order from the adjoint gin entering the segment's end:
@@ -694,7 +694,7 @@ def _bwd_rev_kernel(
         do_n = tl.where(d_ok, 0.0, 0.0)  # du written before (by phase 0), added in later phases
         if ACCUM or ph > 0:
             do_n = tl.load(du_b + (co + pos_n), mask=w_ok & ok_n, other=0.0)
-        for t in range(0, S):
+        for t in tl.range(0, S, num_stages=STAGES):
             if PREFETCH:  # loads for step t + 1 are in flight while step t computes
                 pos, ok, xr, uu, dy, bb, cc, zp, do = pos_n, ok_n, xr_n, uu_n, dy_n, bb_n, cc_n, zp_n, do_n
                 pos_n, ok_n = _step(t + 1, p, o, rev, S, INNER, so, si, s_ok)

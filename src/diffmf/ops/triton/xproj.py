@@ -17,6 +17,13 @@ planes, B and C *state-contiguous* (each pixel's N states adjacent, 32 bytes in 
 routes 1 / 3 at ``h * W + w``. Per pixel the kernel reads D values and writes K (R + 2N): the
 bmm of the PyTorch twin writes the same, but then the scan copies B and C into this layout
 (one more read and write of each) and transposes the rows routes' dt.
+
+Schedule (:func:`schedule`; H100, ``benchmarks/bench_xproj.py``, 640x480, CUDA-graph replays):
+programs walk pixel blocks ``pid, pid + NPROG, ...`` with the weights loaded once. 16-bit
+inputs: one 64-pixel block per program, 4 warps (64.0 us against 70.5 us for 128 pixels and
+8 warps). float32: 2 programs per SM, 32-pixel blocks, 2 warps, the next blocks' x tiles
+staged in shared memory (Triton's pipeliner, 3 stages): 147 us against 307 us with one
+128-pixel block per program (255 registers, one program per SM, nothing overlapped).
 """
 from __future__ import annotations
 
@@ -30,11 +37,11 @@ from torch import Tensor
 
 from diffmf.ops.cross_scan import FrameMaps
 from diffmf.ops.dispatch import triton_interpreting
-from diffmf.ops.triton.geometry import pow2
+from diffmf.ops.triton.geometry import pow2, sm_count
 
-BLOCK_PIXELS = 128  # pixels per program on a GPU
-WARPS = 8
 INTERPRET_BLOCK_PIXELS = 16  # tests: several programs and a ragged last block on tiny maps
+INTERPRET_PROGRAMS = 3  # tests: programs that walk several blocks, strided
+TILE_ENV = "DIFFMF_XPROJ_TILE"  # "programs per SM (0: one per block),pixels,warps,stages" (benchmarks)
 F32_ENV = "DIFFMF_XPROJ_F32"  # float32 products: "tf32x3" (default) or "ieee" (FMA units; benchmarks)
 
 
@@ -48,67 +55,65 @@ def _route_pos(pix, k, H, W):
 
 
 @triton.jit
+def _mm(w, x, F32: tl.constexpr):
+    """w @ x with float32 accumulation (``input_precision=F32`` for float32 operands)."""
+    if F32 is not None:
+        return tl.dot(w, x, input_precision=F32)
+    else:
+        return tl.dot(w, x)
+
+
+@triton.jit
 def _xproj_kernel(
     x_ptr, w_ptr, dt_ptr, b_ptr, c_ptr,
-    H, W, D, sx_b, sx_d,
+    H, W, D, sx_b, sx_d, NPROG,
     K: tl.constexpr, R: tl.constexpr, N: tl.constexpr, DP: tl.constexpr, BP: tl.constexpr,
-    MR: tl.constexpr, MN: tl.constexpr, F32: tl.constexpr, UPCAST: tl.constexpr,
+    MR: tl.constexpr, MN: tl.constexpr, F32: tl.constexpr, UPCAST: tl.constexpr, STAGES: tl.constexpr,
 ):
     """dt (B, K, R, L), B and C (B, K, L, N) from x (B, D, L) and w (K, R + 2N, D), L = H W,
-    each route's pixels at :func:`_route_pos`. MR / MN: K R and K N rounded up to a power
-    of two >= 16 (tl.dot's smallest tile). F32: tl.dot's input precision for float32 operands
-    ("tf32x3" or "ieee"; None for 16-bit ones). UPCAST (interpreter, bf16): the operands go to
-    float32 first -- the same products and float32 sums as the bf16 dot with float32
-    accumulation on a GPU, which Triton 3.6's interpreter gets wrong for bf16 operands."""
+    each route's pixels at :func:`_route_pos`. Program p of image b loads the weights once and
+    takes the BP-pixel blocks p, p + NPROG, ... (STAGES > 1: the next blocks' x tiles are
+    loaded into shared memory while the current one is multiplied and stored). MR / MN: K R
+    and K N rounded up to a power of two >= 16 (tl.dot's smallest tile). F32: tl.dot's input
+    precision for float32 operands ("tf32x3" or "ieee"; None for 16-bit ones). UPCAST
+    (interpreter, bf16): the operands go to float32 first -- the same products and float32
+    sums as the bf16 dot with float32 accumulation on a GPU, which Triton 3.6's interpreter
+    gets wrong for bf16 operands."""
     L = H * W
     J: tl.constexpr = R + 2 * N
     b = tl.program_id(1).to(tl.int64)
-    pix = tl.program_id(0) * BP + tl.arange(0, BP)
-    p_ok = pix < L
     d = tl.arange(0, DP)
     d_ok = d < D
-    x = tl.load(x_ptr + b * sx_b + d[:, None] * sx_d + pix[None, :], mask=d_ok[:, None] & p_ok[None, :], other=0.0)
-    if UPCAST:
-        x = x.to(tl.float32)
-
-    # B and C: row m = k * N + n of the (MN, BP) products
+    # B and C: row m = k * N + n of the (MN, BP) products; dt: row q = k * R + r
     m = tl.arange(0, MN)
     k = m // N
     n = m % N
     m_ok = m < K * N
     wm = m_ok[:, None] & d_ok[None, :]
-    om = m_ok[:, None] & p_ok[None, :]
-    pos = _route_pos(pix[None, :], k[:, None], H, W)
-    off = ((b * K + k[:, None]) * L + pos) * N + n[:, None]
     wB = tl.load(w_ptr + (k * J + R + n)[:, None] * D + d[None, :], mask=wm, other=0.0)
     wC = tl.load(w_ptr + (k * J + R + N + n)[:, None] * D + d[None, :], mask=wm, other=0.0)
-    if UPCAST:
-        wB = wB.to(tl.float32)
-        wC = wC.to(tl.float32)
-    if F32 is not None:
-        yB = tl.dot(wB, x, input_precision=F32)
-        yC = tl.dot(wC, x, input_precision=F32)
-    else:
-        yB = tl.dot(wB, x)
-        yC = tl.dot(wC, x)
-    tl.store(b_ptr + off, yB.to(b_ptr.dtype.element_ty), mask=om)
-    tl.store(c_ptr + off, yC.to(c_ptr.dtype.element_ty), mask=om)
-
-    # dt: row q = k * R + r
     q = tl.arange(0, MR)
     kq = q // R
     r = q % R
     q_ok = q < K * R
     wD = tl.load(w_ptr + (kq * J + r)[:, None] * D + d[None, :], mask=q_ok[:, None] & d_ok[None, :], other=0.0)
     if UPCAST:
+        wB = wB.to(tl.float32)
+        wC = wC.to(tl.float32)
         wD = wD.to(tl.float32)
-    if F32 is not None:
-        yD = tl.dot(wD, x, input_precision=F32)
-    else:
-        yD = tl.dot(wD, x)
-    posd = _route_pos(pix[None, :], kq[:, None], H, W)
-    tl.store(dt_ptr + ((b * K + kq[:, None]) * R + r[:, None]) * L + posd, yD.to(dt_ptr.dtype.element_ty),
-             mask=q_ok[:, None] & p_ok[None, :])
+    for blk in tl.range(tl.program_id(0), tl.cdiv(L, BP), NPROG, num_stages=STAGES):
+        pix = blk * BP + tl.arange(0, BP)
+        p_ok = pix < L
+        x = tl.load(x_ptr + b * sx_b + d[:, None] * sx_d + pix[None, :], mask=d_ok[:, None] & p_ok[None, :], other=0.0)
+        if UPCAST:
+            x = x.to(tl.float32)
+        om = m_ok[:, None] & p_ok[None, :]
+        off = ((b * K + k[:, None]) * L + _route_pos(pix[None, :], k[:, None], H, W)) * N + n[:, None]
+        tl.store(b_ptr + off, _mm(wB, x, F32).to(b_ptr.dtype.element_ty), mask=om)
+        tl.store(c_ptr + off, _mm(wC, x, F32).to(c_ptr.dtype.element_ty), mask=om)
+        posd = _route_pos(pix[None, :], kq[:, None], H, W)
+        tl.store(dt_ptr + ((b * K + kq[:, None]) * R + r[:, None]) * L + posd, _mm(wD, x, F32).to(dt_ptr.dtype.element_ty),
+                 mask=q_ok[:, None] & p_ok[None, :])
 
 
 def _f32_precision(dtype: torch.dtype, interp: bool):
@@ -135,6 +140,21 @@ def frame_views(dt: Tensor, bs: Tensor, cs: Tensor, h: int, w: int) -> Tuple[Fra
     return dts, states(bs), states(cs)
 
 
+def schedule(dtype: torch.dtype, interp: bool) -> Tuple[int, int, int, int]:
+    """(programs per SM, 0 for one program per block; pixels per block; warps; pipeline stages)
+    of the x_proj kernel for ``dtype`` (see the module docstring), or ``DIFFMF_XPROJ_TILE``."""
+    if interp:
+        return 0, INTERPRET_BLOCK_PIXELS, 1, 1
+    override = os.environ.get(TILE_ENV)
+    if override:
+        try:
+            per_sm, bp, warps, stages = (int(v) for v in override.split(","))
+        except ValueError:
+            raise ValueError(f"{TILE_ENV}={override!r}: expected 'programs per SM,pixels,warps,stages'") from None
+        return per_sm, bp, warps, stages
+    return (2, 32, 2, 3) if dtype == torch.float32 else (0, 64, 4, 1)
+
+
 def x_proj_triton(x: Tensor, weight: Tensor, rank: int, d_state: int) -> Tuple[FrameMaps, FrameMaps, FrameMaps]:
     """x (B, D, H, W) (packed planes), weight (K, R + 2N, D) -> (dt, B, C) as frame maps of
     (B, K, R, H, W) / (B, K, N, H, W), in x's dtype (the weight is rounded to it first)."""
@@ -152,12 +172,17 @@ def x_proj_triton(x: Tensor, weight: Tensor, rank: int, d_state: int) -> Tuple[F
     if L > 0 and bsz > 0:
         wt = weight.detach().to(dt_).contiguous()
         interp = triton_interpreting()
-        bp = INTERPRET_BLOCK_PIXELS if interp else BLOCK_PIXELS
+        per_sm, bp, warps, stages = schedule(dt_, interp)
         bp = min(bp, max(16, pow2(L)))
-        _xproj_kernel[(triton.cdiv(L, bp), bsz)](
-            x, wt, dts, bs, cs, h, w, d, x.stride(0), x.stride(1),
+        nblk = triton.cdiv(L, bp)
+        if interp:
+            nprog = min(nblk, INTERPRET_PROGRAMS)
+        else:
+            nprog = min(nblk, per_sm * sm_count(x.device, cpu=4)) if per_sm else nblk
+        _xproj_kernel[(nprog, bsz)](
+            x, wt, dts, bs, cs, h, w, d, x.stride(0), x.stride(1), nprog,
             K=k, R=rank, N=d_state, DP=max(16, pow2(d)), BP=bp,
             MR=max(16, pow2(k * rank)), MN=max(16, pow2(k * d_state)), F32=_f32_precision(dt_, interp),
-            UPCAST=interp and dt_ == torch.bfloat16, num_warps=1 if interp else WARPS,
+            UPCAST=interp and dt_ == torch.bfloat16, STAGES=stages, num_warps=warps,
         )
     return frame_views(dts, bs, cs, h, w)

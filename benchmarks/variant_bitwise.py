@@ -1,0 +1,110 @@
+"""Bitwise identity of the Triton scan under environment variants (schedules that must not
+change a single bit: lane-layout load schedules, software-pipelining stages), on a CUDA GPU.
+
+For each case (the per-channel and the rank-2 call, bf16 and fp32, a paper-size and a ragged
+shape) the forward output and every gradient are computed once per variant and compared
+bit for bit with the first variant (the defaults). Prints one line per case and variant;
+``--out DIR`` writes ``variant_bitwise.json``. Exit status 1 if any differs.
+
+    PYTHONPATH=src python3 benchmarks/variant_bitwise.py \
+        --variant "DIFFMF_TRITON_LAYOUT_FWD=2,1,4,0,16,128,2" --out results/
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Dict, List
+
+import torch
+
+from diffmf.ops.triton import selective_scan_2d_lowrank_triton, selective_scan_2d_triton
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_scan import parse_variant  # noqa: E402
+
+CASES = [  # (name, rank, dtype, H, W)
+    ("per-channel bf16 480x640", 0, torch.bfloat16, 480, 640),
+    ("rank-2 bf16 480x640", 2, torch.bfloat16, 480, 640),
+    ("rank-2 fp32 61x77", 2, torch.float32, 61, 77),
+    ("per-channel fp32 61x77", 0, torch.float32, 61, 77),
+    ("rank-2 bf16 2x33x130", 2, torch.bfloat16, 33, 130),
+]
+
+
+def inputs(rank: int, dtype: torch.dtype, h: int, w: int, dev: torch.device, batch: int = 1) -> List[torch.Tensor]:
+    g = torch.Generator(device=dev).manual_seed(h * 1000 + w + rank)
+    k, d, n = 4, 64, 16
+    batch = 2 if h == 33 else batch
+    u = torch.randn(batch, d, h, w, device=dev, generator=g).to(dtype)
+    A = -torch.exp(torch.randn(k * d, n, device=dev, generator=g) * 0.5)
+    B = torch.randn(batch, k, n, h, w, device=dev, generator=g).to(dtype)
+    C = torch.randn(batch, k, n, h, w, device=dev, generator=g).to(dtype)
+    D = torch.randn(k * d, device=dev, generator=g)
+    bias = torch.randn(k * d, device=dev, generator=g) * 0.5 - 2.0
+    if rank:
+        dts = torch.randn(batch, k, rank, h, w, device=dev, generator=g).to(dtype)
+        W = (torch.randn(k, d, rank, device=dev, generator=g) * 0.5).to(dtype)
+        return [u, dts, W, A, B, C, D, bias]
+    dt = (torch.randn(batch, k, d, h, w, device=dev, generator=g) * 0.5).to(dtype)
+    return [u, dt, A, B, C, D, bias]
+
+
+def run(rank: int, ins: List[torch.Tensor]) -> List[torch.Tensor]:
+    """[y without grad, y with grad, every input gradient]."""
+    fn = selective_scan_2d_lowrank_triton if rank else selective_scan_2d_triton
+    with torch.no_grad():
+        y0 = fn(*ins, True)
+    xs = [t.detach().clone().requires_grad_() for t in ins]
+    y = fn(*xs, True)
+    dy = torch.randn(y.shape, device=y.device, generator=torch.Generator(device=y.device).manual_seed(7))
+    grads = torch.autograd.grad(y, xs, dy)
+    return [y0, y.detach(), *grads]
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--variant", action="append", type=parse_variant, default=[], help='"ENV=VALUE[;ENV=VALUE]"')
+    ap.add_argument("--out", default=None)
+    args = ap.parse_args(argv)
+    dev = torch.device("cuda")
+    variants: List[Dict[str, str]] = [{}] + args.variant
+    rows, ok = [], True
+    for name, rank, dtype, h, w in CASES:
+        ins = inputs(rank, dtype, h, w, dev)
+        ref = None
+        for v in variants:
+            saved = {key: os.environ.get(key) for key in v}
+            os.environ.update(v)
+            try:
+                out = run(rank, ins)
+                torch.cuda.synchronize()
+            except Exception as exc:  # report, keep going
+                rows.append(dict(case=name, variant=v, error=repr(exc)[-300:]))
+                print(f"ERROR {name:28s} {v}: {repr(exc)[-200:]}", flush=True)
+                ok = False
+                continue
+            finally:
+                for key, val in saved.items():
+                    if val is None:
+                        os.environ.pop(key, None)
+                    else:
+                        os.environ[key] = val
+            if ref is None:
+                ref = out
+                continue
+            diffs = [float((a.double() - b.double()).abs().max()) for a, b in zip(out, ref)]
+            same = all(torch.equal(a, b) for a, b in zip(out, ref))
+            ok &= same
+            rows.append(dict(case=name, variant=v, bitwise_equal=same, max_abs_diff=diffs))
+            print(f"{'SAME ' if same else 'DIFF '} {name:28s} {v}  max|diff| {max(diffs):.3e}", flush=True)
+    if args.out:
+        Path(args.out).mkdir(parents=True, exist_ok=True)
+        (Path(args.out) / "variant_bitwise.json").write_text(json.dumps(dict(device=torch.cuda.get_device_name(), rows=rows), indent=1))
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
