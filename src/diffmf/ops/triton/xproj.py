@@ -20,9 +20,9 @@ bmm of the PyTorch twin writes the same, but then the scan copies B and C into t
 
 Schedule (:func:`schedule`; H100, ``benchmarks/bench_xproj.py``, 640x480, CUDA-graph replays):
 programs walk pixel blocks ``pid, pid + NPROG, ...`` with the weights loaded once. 16-bit
-inputs: one 64-pixel block per program, 4 warps (64.0 us against 70.5 us for 128 pixels and
+inputs: one 64-pixel block per program, 4 warps (67.1 us against 71.2 us for 128 pixels and
 8 warps). float32: 2 programs per SM, 32-pixel blocks, 2 warps, the next blocks' x tiles
-staged in shared memory (Triton's pipeliner, 3 stages): 147 us against 307 us with one
+staged in shared memory (Triton's pipeliner, 3 stages): 144.8 us against 300.7 us with one
 128-pixel block per program (255 registers, one program per SM, nothing overlapped).
 """
 from __future__ import annotations
