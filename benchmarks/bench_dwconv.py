@@ -12,11 +12,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 from pathlib import Path
 
 import torch
-from bench_xproj import graph_us  # this folder is on sys.path when run as a script
+from bench_scan import env_overrides  # this folder is on sys.path when run as a script
+from bench_xproj import copy_bandwidth, graph_us
 
 TILES = ["", "32,64,4", "64,32,4", "64,64,8", "16,128,4", "32,128,8", "64,16,2", "32,32,2", "16,64,2"]
 
@@ -31,9 +31,7 @@ def main(argv=None) -> int:
 
     h, w = (int(v) for v in a.shape.split("x"))
     c, k = 64, 3
-    src = torch.empty(256 << 20, dtype=torch.uint8, device="cuda")
-    dst = torch.empty_like(src)
-    copy_gbs = 2 * src.numel() / graph_us(lambda: dst.copy_(src), a.reps) / 1e3
+    copy_gbs = copy_bandwidth(a.reps)
     print(f"{torch.cuda.get_device_name()}, C={c} {k}x{k}, {w}x{h}; copy {copy_gbs:.0f} GB/s (read + write)")
     rows = []
     for dtype in (torch.bfloat16, torch.float32):
@@ -44,20 +42,17 @@ def main(argv=None) -> int:
         nbytes = 2 * x.numel() * x.element_size()
         ref = None
         for tile in TILES:
-            if tile:
-                os.environ[TILE_ENV] = tile
-            try:
-                y = dwconv_silu_triton(x, weight, bias, dtype)
-                ref = y if ref is None else ref
-                us = graph_us(lambda: dwconv_silu_triton(x, weight, bias, dtype), a.reps)
-                row = dict(dtype=str(dtype), tile=tile or "default", us=us, gbs=nbytes / us / 1e3, same=bool(torch.equal(y, ref)))
-                print(f"{row['dtype']:15s} {row['tile']:10s} {us:8.1f} us {row['gbs']:7.0f} GB/s {row['gbs'] / copy_gbs:6.1%}"
-                      f"  bit-identical {row['same']}", flush=True)
-            except Exception as exc:  # report, keep going
-                row = dict(dtype=str(dtype), tile=tile or "default", error=repr(exc)[-300:])
-                print(f"{row['dtype']:15s} {row['tile']:10s} ERROR {row['error'][:150]}", flush=True)
-            finally:
-                os.environ.pop(TILE_ENV, None)
+            with env_overrides({TILE_ENV: tile} if tile else {}):
+                try:
+                    y = dwconv_silu_triton(x, weight, bias, dtype)
+                    ref = y if ref is None else ref
+                    us = graph_us(lambda: dwconv_silu_triton(x, weight, bias, dtype), a.reps)
+                    row = dict(dtype=str(dtype), tile=tile or "default", us=us, gbs=nbytes / us / 1e3, same=bool(torch.equal(y, ref)))
+                    print(f"{row['dtype']:15s} {row['tile']:10s} {us:8.1f} us {row['gbs']:7.0f} GB/s {row['gbs'] / copy_gbs:6.1%}"
+                          f"  bit-identical {row['same']}", flush=True)
+                except Exception as exc:  # report, keep going
+                    row = dict(dtype=str(dtype), tile=tile or "default", error=repr(exc)[-300:])
+                    print(f"{row['dtype']:15s} {row['tile']:10s} ERROR {row['error'][:150]}", flush=True)
             rows.append(row)
     if a.out:
         a.out.mkdir(parents=True, exist_ok=True)

@@ -30,6 +30,7 @@ first. ``--profile`` prints per-kernel times. Prints a table; ``--out DIR`` writ
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import platform
@@ -218,6 +219,21 @@ SWEEP = [
 ]
 
 
+@contextlib.contextmanager
+def env_overrides(env: Dict[str, str]):
+    """Set the environment variables ``env`` for the duration of the block, then restore them."""
+    saved = {key: os.environ.get(key) for key in env}
+    os.environ.update(env)
+    try:
+        yield
+    finally:
+        for key, val in saved.items():
+            if val is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = val
+
+
 def parse_variant(text: str) -> Dict[str, str]:
     """"ENV=VALUE[;ENV=VALUE...]" -> environment overrides of one sweep variant."""
     out = {}
@@ -257,18 +273,11 @@ def run_sweep(args, dev, dtype) -> List[Dict]:
     runs: List[List[Dict]] = [[] for _ in variants]
     for _ in range(args.rounds):
         for i, v in enumerate(variants):
-            saved = {key: os.environ.get(key) for key in v}
-            os.environ.update(v)
-            try:
-                runs[i].append(bench_shape(args.batch, args.routes, args.channels, args.states, h, w, dtype, dev, args.reps, graph=True))
-            except Exception as exc:  # report the failure, keep sweeping
-                runs[i].append({"error": repr(exc)[-400:]})
-            finally:
-                for key, val in saved.items():
-                    if val is None:
-                        os.environ.pop(key, None)
-                    else:
-                        os.environ[key] = val
+            with env_overrides(v):
+                try:
+                    runs[i].append(bench_shape(args.batch, args.routes, args.channels, args.states, h, w, dtype, dev, args.reps, graph=True))
+                except Exception as exc:  # report the failure, keep sweeping
+                    runs[i].append({"error": repr(exc)[-400:]})
     out = []
     for v, rs in zip(variants, runs):
         ok = [r for r in rs if "error" not in r]

@@ -17,11 +17,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import statistics
 from pathlib import Path
 
 import torch
+from bench_scan import env_overrides  # this folder is on sys.path when run as a script
 
 VARIANTS = {  # "" = the defaults; TILE=0,128,8,1 = the schedule before the thirteenth session
     torch.bfloat16: ["", "TILE=0,128,8,1", "TILE=0,32,2,1", "TILE=2,64,4,2"],
@@ -54,6 +54,13 @@ def graph_us(fn, reps: int, calls: int = 10) -> float:
     return statistics.median(out)
 
 
+def copy_bandwidth(reps: int) -> float:
+    """GB/s (bytes read + written) of a 256 MiB device-to-device copy, replayed from a graph."""
+    src = torch.empty(256 << 20, dtype=torch.uint8, device="cuda")
+    dst = torch.empty_like(src)
+    return 2 * src.numel() / graph_us(lambda: dst.copy_(src), reps) / 1e3
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--shape", default="480x640", help="HxW")
@@ -65,9 +72,7 @@ def main(argv=None) -> int:
 
     h, w = (int(v) for v in a.shape.split("x"))
     b, d, k, r, n = 1, 64, 4, 2, 16
-    src = torch.empty(256 << 20, dtype=torch.uint8, device="cuda")
-    dst = torch.empty_like(src)
-    copy_gbs = 2 * src.numel() / graph_us(lambda: dst.copy_(src), a.reps) / 1e3
+    copy_gbs = copy_bandwidth(a.reps)
     print(f"{torch.cuda.get_device_name()}, B={b} D={d} K={k} R={r} N={n}, {w}x{h}; copy {copy_gbs:.0f} GB/s (read + write)")
     rows = []
     for dtype, variants in VARIANTS.items():
@@ -78,21 +83,14 @@ def main(argv=None) -> int:
         nbytes = x.numel() * x.element_size() * (1 + k * (r + 2 * n) / d)
         for v in variants:
             env = dict(("DIFFMF_XPROJ_" + item).split("=", 1) for item in v.split(";") if item)
-            saved = {key: os.environ.get(key) for key in env}
-            os.environ.update(env)
-            try:
-                outs = [t.dense().double() for t in x_proj_triton(x, weight, r, n)]
-                err = max(float((o - e).abs().max() / e.abs().max()) for o, e in zip(outs, ref))
-                us = graph_us(lambda: x_proj_triton(x, weight, r, n), a.reps)
-                row = dict(dtype=str(dtype), variant=v or "default", us=us, gbs=nbytes / us / 1e3, err=err)
-            except Exception as exc:  # report, keep going
-                row = dict(dtype=str(dtype), variant=v or "default", error=repr(exc)[-300:])
-            finally:
-                for key, val in saved.items():
-                    if val is None:
-                        os.environ.pop(key, None)
-                    else:
-                        os.environ[key] = val
+            with env_overrides(env):
+                try:
+                    outs = [t.dense().double() for t in x_proj_triton(x, weight, r, n)]
+                    err = max(float((o - e).abs().max() / e.abs().max()) for o, e in zip(outs, ref))
+                    us = graph_us(lambda: x_proj_triton(x, weight, r, n), a.reps)
+                    row = dict(dtype=str(dtype), variant=v or "default", us=us, gbs=nbytes / us / 1e3, err=err)
+                except Exception as exc:  # report, keep going
+                    row = dict(dtype=str(dtype), variant=v or "default", error=repr(exc)[-300:])
             rows.append(row)
             if "error" in row:
                 print(f"{row['dtype']:15s} {row['variant']:28s} ERROR {row['error'][:150]}", flush=True)

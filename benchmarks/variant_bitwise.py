@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from pathlib import Path
 from typing import Dict, List
@@ -23,7 +22,7 @@ import torch
 from diffmf.ops.triton import selective_scan_2d_lowrank_triton, selective_scan_2d_triton
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_scan import parse_variant  # noqa: E402
+from bench_scan import env_overrides, parse_variant  # noqa: E402
 
 CASES = [  # (name, rank, dtype, H, W)
     ("per-channel bf16 480x640", 0, torch.bfloat16, 480, 640),
@@ -76,22 +75,15 @@ def main(argv=None) -> int:
         ins = inputs(rank, dtype, h, w, dev)
         ref = None
         for v in variants:
-            saved = {key: os.environ.get(key) for key in v}
-            os.environ.update(v)
-            try:
-                out = run(rank, ins)
-                torch.cuda.synchronize()
-            except Exception as exc:  # report, keep going
-                rows.append(dict(case=name, variant=v, error=repr(exc)[-300:]))
-                print(f"ERROR {name:28s} {v}: {repr(exc)[-200:]}", flush=True)
-                ok = False
-                continue
-            finally:
-                for key, val in saved.items():
-                    if val is None:
-                        os.environ.pop(key, None)
-                    else:
-                        os.environ[key] = val
+            with env_overrides(v):
+                try:
+                    out = run(rank, ins)
+                    torch.cuda.synchronize()
+                except Exception as exc:  # report, keep going
+                    rows.append(dict(case=name, variant=v, error=repr(exc)[-300:]))
+                    print(f"ERROR {name:28s} {v}: {repr(exc)[-200:]}", flush=True)
+                    ok = False
+                    continue
             if ref is None:
                 ref = out
                 continue
