@@ -12,11 +12,11 @@ from __future__ import annotations
 
 import argparse
 import json
+import statistics
 from pathlib import Path
 
 import torch
-from bench_scan import env_overrides  # this folder is on sys.path when run as a script
-from bench_xproj import copy_bandwidth, graph_us
+from bench_scan import copy_bandwidth, env_overrides, graph_replay_ms  # this folder is on sys.path when run as a script
 
 TILES = ["", "32,64,4", "64,32,4", "64,64,8", "16,128,4", "32,128,8", "64,16,2", "32,32,2", "16,64,2"]
 
@@ -31,7 +31,7 @@ def main(argv=None) -> int:
 
     h, w = (int(v) for v in a.shape.split("x"))
     c, k = 64, 3
-    copy_gbs = copy_bandwidth(a.reps)
+    copy_gbs = copy_bandwidth(torch.device("cuda"))
     print(f"{torch.cuda.get_device_name()}, C={c} {k}x{k}, {w}x{h}; copy {copy_gbs:.0f} GB/s (read + write)")
     rows = []
     for dtype in (torch.bfloat16, torch.float32):
@@ -46,7 +46,7 @@ def main(argv=None) -> int:
                 try:
                     y = dwconv_silu_triton(x, weight, bias, dtype)
                     ref = y if ref is None else ref
-                    us = graph_us(lambda: dwconv_silu_triton(x, weight, bias, dtype), a.reps)
+                    us = statistics.median(graph_replay_ms(lambda: dwconv_silu_triton(x, weight, bias, dtype), a.reps, calls=10)) * 1e3
                     row = dict(dtype=str(dtype), tile=tile or "default", us=us, gbs=nbytes / us / 1e3, same=bool(torch.equal(y, ref)))
                     print(f"{row['dtype']:15s} {row['tile']:10s} {us:8.1f} us {row['gbs']:7.0f} GB/s {row['gbs'] / copy_gbs:6.1%}"
                           f"  bit-identical {row['same']}", flush=True)

@@ -110,16 +110,24 @@ def launch_split(fwd, reps: int) -> Dict[str, float]:
     """The forward's GPU time without launch gaps (replayed as one CUDA graph) and the host
     time to enqueue one eager call (no synchronisation inside the timed calls)."""
     cpu = host_ms(fwd, reps)
+    t_g = graph_replay_ms(lambda: fwd(0), reps)
+    return {"fwd_graph_ms": statistics.median(t_g), "fwd_enqueue_ms": cpu}
+
+
+def graph_replay_ms(fn, reps: int, calls: int = 1) -> List[float]:
+    """Milliseconds per call of ``fn()`` captured ``calls`` times in one CUDA graph, for each of
+    ``reps`` replays (:func:`time_ms`; one warm-up call on the capture stream first). Several
+    calls per graph amortise the replay's own launch for kernels of a few microseconds."""
     g = torch.cuda.CUDAGraph()
     side = torch.cuda.Stream()
     side.wait_stream(torch.cuda.current_stream())
     with torch.cuda.stream(side):
-        fwd(0)  # warm-up on the capture stream
+        fn()  # warm-up on the capture stream
         with torch.cuda.graph(g, stream=side):
-            fwd(0)
+            for _ in range(calls):
+                fn()
     torch.cuda.current_stream().wait_stream(side)
-    t_g = time_ms(lambda i: g.replay(), reps)
-    return {"fwd_graph_ms": statistics.median(t_g), "fwd_enqueue_ms": cpu}
+    return [t / calls for t in time_ms(lambda i: g.replay(), reps)]
 
 
 def bench_shape(batch, k, d, n, h, w, dtype, dev, reps, profile=False, graph=False) -> Dict:

@@ -21,44 +21,12 @@ import statistics
 from pathlib import Path
 
 import torch
-from bench_scan import env_overrides  # this folder is on sys.path when run as a script
+from bench_scan import copy_bandwidth, env_overrides, graph_replay_ms  # this folder is on sys.path when run as a script
 
 VARIANTS = {  # "" = the defaults; TILE=0,128,8,1 = the schedule before the thirteenth session
     torch.bfloat16: ["", "TILE=0,128,8,1", "TILE=0,32,2,1", "TILE=2,64,4,2"],
     torch.float32: ["", "TILE=0,128,8,1", "TILE=0,64,4,1", "TILE=4,32,2,3", "TILE=2,32,2,4", "F32=ieee", "F32=tf32"],
 }
-
-
-def graph_us(fn, reps: int, calls: int = 10) -> float:
-    """Median microseconds per call of ``fn`` replayed ``calls`` times from one CUDA graph."""
-    s = torch.cuda.Stream()
-    s.wait_stream(torch.cuda.current_stream())
-    with torch.cuda.stream(s):
-        for _ in range(3):
-            fn()
-    torch.cuda.current_stream().wait_stream(s)
-    g = torch.cuda.CUDAGraph()
-    with torch.cuda.graph(g):
-        for _ in range(calls):
-            fn()
-    g.replay()
-    torch.cuda.synchronize()
-    out = []
-    for _ in range(reps):
-        a, b = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-        a.record()
-        g.replay()
-        b.record()
-        torch.cuda.synchronize()
-        out.append(a.elapsed_time(b) * 1e3 / calls)
-    return statistics.median(out)
-
-
-def copy_bandwidth(reps: int) -> float:
-    """GB/s (bytes read + written) of a 256 MiB device-to-device copy, replayed from a graph."""
-    src = torch.empty(256 << 20, dtype=torch.uint8, device="cuda")
-    dst = torch.empty_like(src)
-    return 2 * src.numel() / graph_us(lambda: dst.copy_(src), reps) / 1e3
 
 
 def main(argv=None) -> int:
@@ -72,7 +40,7 @@ def main(argv=None) -> int:
 
     h, w = (int(v) for v in a.shape.split("x"))
     b, d, k, r, n = 1, 64, 4, 2, 16
-    copy_gbs = copy_bandwidth(a.reps)
+    copy_gbs = copy_bandwidth(torch.device("cuda"))
     print(f"{torch.cuda.get_device_name()}, B={b} D={d} K={k} R={r} N={n}, {w}x{h}; copy {copy_gbs:.0f} GB/s (read + write)")
     rows = []
     for dtype, variants in VARIANTS.items():
@@ -87,7 +55,7 @@ def main(argv=None) -> int:
                 try:
                     outs = [t.dense().double() for t in x_proj_triton(x, weight, r, n)]
                     err = max(float((o - e).abs().max() / e.abs().max()) for o, e in zip(outs, ref))
-                    us = graph_us(lambda: x_proj_triton(x, weight, r, n), a.reps)
+                    us = statistics.median(graph_replay_ms(lambda: x_proj_triton(x, weight, r, n), a.reps, calls=10)) * 1e3
                     row = dict(dtype=str(dtype), variant=v or "default", us=us, gbs=nbytes / us / 1e3, err=err)
                 except Exception as exc:  # report, keep going
                     row = dict(dtype=str(dtype), variant=v or "default", error=repr(exc)[-300:])

@@ -82,13 +82,16 @@ def dwconv_silu_triton(x: Tensor, weight: Tensor, bias: Optional[Tensor], dtype:
         return y
     wt = weight.detach().to(dtype).reshape(C, k * k).contiguous()
     bt = bias.detach().to(dtype).contiguous() if bias is not None else wt
-    bc, bw, warps = (16, 16, 4) if triton_interpreting() else (32, 32, 2)  # GPU: see the module docstring
     tile = os.environ.get(TILE_ENV)
-    if tile and not triton_interpreting():
+    if triton_interpreting():
+        bc, bw, warps = 16, 16, 4
+    elif tile:
         try:
             bc, bw, warps = (int(v) for v in tile.split(","))
         except ValueError:
             raise ValueError(f"{TILE_ENV}={tile!r}: expected 'channels,columns,warps'") from None
+    else:
+        bc, bw, warps = 32, 32, 2  # see the module docstring
     bc = min(bc, pow2(C))
     bw = min(bw, pow2(W))
     grid = (triton.cdiv(W, bw) * H, B * triton.cdiv(C, bc))
