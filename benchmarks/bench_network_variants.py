@@ -1,0 +1,91 @@
+"""The whole network's fuse under environment variants (kernel schedules), replayed from CUDA graphs.
+
+    python3 benchmarks/bench_network_variants.py --variant "DIFFMF_TRITON_CHAIN=1,4,2048,8" \\
+        --variant "DIFFMF_MERGE_LN_TILES=8,16,4" [--size 480x640] [--rounds 3] [--out results/]
+
+One model (paper preset, shipped weights) and one random 640x480 pair; for each round and
+each variant (the defaults first, then the ``--variant`` list in order, so rounds interleave)
+the batch-1 fuse is captured in a CUDA graph with the variant's environment set
+(``bench_scan.env_overrides``) and replayed ``--reps`` times; the table gives the median per
+round, in bf16 autocast and in float32 (what ``diffmf fuse`` runs by default), and whether the
+output is bitwise equal to the defaults' (a schedule must not change the image). Writes
+``network_variants.json`` to ``--out``.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+from pathlib import Path
+from typing import Dict, List
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import bench_scan  # noqa: E402  (env_overrides, graph_replay_ms, parse_variant)
+
+
+def _fuse_fn(model, ir, vi, out: Dict[str, torch.Tensor], bf16: bool):
+    """One batch-1 fuse writing its output into ``out["y"]`` (so the graph's result is kept)."""
+
+    def fn() -> None:
+        with torch.inference_mode(), torch.autocast("cuda", dtype=torch.bfloat16, enabled=bf16):
+            out["y"] = model(ir, vi)
+
+    return fn
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--variant", action="append", default=[], type=bench_scan.parse_variant,
+                    help='"ENV=VALUE[;ENV=VALUE...]" (repeatable)')
+    ap.add_argument("--size", default="480x640", help="HxW")
+    ap.add_argument("--rounds", type=int, default=2)
+    ap.add_argument("--reps", type=int, default=20)
+    ap.add_argument("--dtypes", default="bf16,fp32")
+    ap.add_argument("--out", type=Path, default=None)
+    args = ap.parse_args(argv)
+
+    from diffmf.engine.checkpoint import load_weights
+    from diffmf.weights import resolve
+
+    dev = torch.device("cuda")
+    h, w = (int(v) for v in args.size.split("x"))
+    model = load_weights(resolve(None)).to(dev).eval()
+    gen = torch.Generator(device=dev).manual_seed(0)
+    ir = torch.rand(1, 1, h, w, device=dev, generator=gen)
+    vi = torch.rand(1, 1, h, w, device=dev, generator=gen)
+    variants: List[Dict[str, str]] = [{}] + args.variant
+    names = ["defaults"] + [";".join(f"{k}={v}" for k, v in var.items()) for var in args.variant]
+    rows: List[Dict] = []
+    for dtype in args.dtypes.split(","):
+        ref = None
+        times: Dict[str, List[float]] = {n: [] for n in names}
+        equal: Dict[str, bool] = {}
+        for _ in range(args.rounds):
+            for name, env in zip(names, variants):
+                out: Dict[str, torch.Tensor] = {}
+                with bench_scan.env_overrides(env):
+                    fn = _fuse_fn(model, ir, vi, out, dtype == "bf16")
+                    times[name].append(statistics.median(bench_scan.graph_replay_ms(fn, args.reps)))
+                y = out["y"].clone()
+                ref = y if ref is None else ref
+                equal[name] = equal.get(name, True) and bool(torch.equal(y, ref))
+                del out
+                torch.cuda.empty_cache()
+        for name in names:
+            rows.append(dict(dtype=dtype, variant=name, ms=times[name], bitwise_equal=equal[name]))
+    print(f"# {torch.cuda.get_device_name(dev)}, fuse {w}x{h} batch 1 as a CUDA graph, median of {args.reps} replays per round")
+    print(f"{'dtype':5}  {'variant':60}  {'ms per round':30}  bitwise")
+    for r in rows:
+        print(f"{r['dtype']:5}  {r['variant'][:60]:60}  {' / '.join(f'{t:.3f}' for t in r['ms']):30}  {r['bitwise_equal']}")
+    if args.out:
+        args.out.mkdir(parents=True, exist_ok=True)
+        meta = dict(device=torch.cuda.get_device_name(dev), torch=torch.__version__, size=args.size, reps=args.reps)
+        (args.out / "network_variants.json").write_text(json.dumps(dict(meta=meta, rows=rows), indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

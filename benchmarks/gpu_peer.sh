@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# Device run: diffmf's scan against mamba-ssm's compiled selective_scan_cuda (the peer; its
+# sources carried in .peer/csrc, see benchmarks/peer_mamba_ssm.py). Steps (all by default):
+#   build    compile the peer unless .peer/build/selective_scan_cuda_peer.so exists (the module
+#            comes back as $OUT/selective_scan_cuda_peer.so: put it into .peer/build to skip
+#            the build next time)
+#   bench    the SS2D scan alone, bf16 inputs: 640x480 and 1024x768 at batch 1, 128x128 at 16
+#   fp32     the same in float32 at 640x480 and 128x128 x 16 (the tight agreement check)
+#   network  the paper-preset fuse with diffmf's scan and with the peer's (640x480, 1024x768)
+# Log in $OUT/peer.log, JSON under $OUT.
+#   bash benchmarks/gpu_peer.sh [build bench fp32 network]
+set -uo pipefail
+export PYTHONUNBUFFERED=1 MAX_JOBS=${MAX_JOBS:-8}
+steps=${*:-build bench fp32 network}
+has() { [[ " $steps " == *" $1 "* ]]; }
+t() { local lim=$1; shift; timeout -k 5 "$lim" "$@" 2>&1 | grep -v -i warn || echo "STEP FAILED OR TIMED OUT ($lim s): $*"; }
+mkdir -p "$OUT"
+B=${PEER_BUILD:-.peer/build}
+run() { env PYTHONPATH=src python3 benchmarks/peer_mamba_ssm.py "$@"; }
+{
+  date -u; nvidia-smi --query-gpu=name,driver_version --format=csv,noheader; nvcc --version | tail -1
+  if has build && [ ! -f "$B/selective_scan_cuda_peer.so" ]; then
+    s=$(date +%s)
+    timeout -k 5 420 env PYTHONPATH=src python3 benchmarks/peer_mamba_ssm.py build --csrc .peer/csrc --build-dir /tmp/peerb 2>&1 | tail -3
+    echo "build took $(( $(date +%s) - s )) s"
+    mkdir -p "$B"; cp /tmp/peerb/obj/selective_scan_cuda_peer*.so "$B/selective_scan_cuda_peer.so" && cp "$B/selective_scan_cuda_peer.so" "$OUT/"
+  fi
+  has bench && t 300 run bench --build-dir "$B" --out "$OUT/bf16"
+  has fp32 && t 200 run bench --build-dir "$B" --dtype float32 --cases 1x480x640,16x128x128 --out "$OUT/fp32"
+  has network && t 300 run network --build-dir "$B" --out "$OUT"
+} 2>&1 | tee -a "$OUT/peer.log"
