@@ -7,7 +7,9 @@
 #   bench    the SS2D scan alone, bf16 inputs: 640x480 and 1024x768 at batch 1, 128x128 at 16
 #   fp32     the same in float32 at 640x480 and 128x128 x 16 (the tight agreement check)
 #   network  the paper-preset fuse with diffmf's scan and with the peer's (640x480, 1024x768)
-# Log in $OUT/peer.log, JSON under $OUT.
+# Log in $OUT/peer.log, JSON under $OUT. Preparing .peer (ignored by git, carried to the device):
+#   curl -sLO <the sdist URL in peer_mamba_ssm.py>; tar xzf mamba_ssm-2.3.2.post1.tar.gz
+#   mkdir -p .peer && cp -r mamba_ssm-2.3.2.post1/csrc/selective_scan .peer/csrc
 #   bash benchmarks/gpu_peer.sh [build bench fp32 network]
 set -uo pipefail
 export PYTHONUNBUFFERED=1 MAX_JOBS=${MAX_JOBS:-8}
