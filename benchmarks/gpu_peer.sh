@@ -15,19 +15,22 @@ set -uo pipefail
 export PYTHONUNBUFFERED=1 MAX_JOBS=${MAX_JOBS:-8}
 steps=${*:-build bench fp32 network}
 has() { [[ " $steps " == *" $1 "* ]]; }
-t() { local lim=$1; shift; timeout -k 5 "$lim" "$@" 2>&1 | grep -v -i warn || echo "STEP FAILED OR TIMED OUT ($lim s): $*"; }
+peer() {  # peer LIMIT_S ARGS...: peer_mamba_ssm.py ARGS under a time limit
+  local lim=$1; shift
+  timeout -k 5 "$lim" env PYTHONPATH=src python3 benchmarks/peer_mamba_ssm.py "$@" 2>&1 | grep -v -i warn \
+    || echo "STEP FAILED OR TIMED OUT ($lim s): $*"
+}
 mkdir -p "$OUT"
 B=${PEER_BUILD:-.peer/build}
-run() { env PYTHONPATH=src python3 benchmarks/peer_mamba_ssm.py "$@"; }
 {
   date -u; nvidia-smi --query-gpu=name,driver_version --format=csv,noheader; nvcc --version | tail -1
   if has build && [ ! -f "$B/selective_scan_cuda_peer.so" ]; then
     s=$(date +%s)
-    timeout -k 5 420 env PYTHONPATH=src python3 benchmarks/peer_mamba_ssm.py build --csrc .peer/csrc --build-dir /tmp/peerb 2>&1 | tail -3
+    peer 420 build --csrc .peer/csrc --build-dir /tmp/peerb | tail -3
     echo "build took $(( $(date +%s) - s )) s"
     mkdir -p "$B"; cp /tmp/peerb/obj/selective_scan_cuda_peer*.so "$B/selective_scan_cuda_peer.so" && cp "$B/selective_scan_cuda_peer.so" "$OUT/"
   fi
-  has bench && t 300 run bench --build-dir "$B" --out "$OUT/bf16"
-  has fp32 && t 200 run bench --build-dir "$B" --dtype float32 --cases 1x480x640,16x128x128 --out "$OUT/fp32"
-  has network && t 300 run network --build-dir "$B" --out "$OUT"
+  has bench && peer 300 bench --build-dir "$B" --out "$OUT/bf16"
+  has fp32 && peer 200 bench --build-dir "$B" --dtype float32 --cases 1x480x640,16x128x128 --out "$OUT/fp32"
+  has network && peer 300 network --build-dir "$B" --out "$OUT"
 } 2>&1 | tee -a "$OUT/peer.log"
