@@ -83,7 +83,8 @@ def fuse_latency(model, h: int, w: int, dev, reps: int, warmup: int, graphs: boo
 
 def train_step_fn(model, dev, batch: int, crop: int, graphed: bool = False) -> Callable[[], None]:
     """One training step on random ``batch x 1 x crop x crop`` pairs (forward under bf16
-    autocast, the paper's loss, backward, AdamW); puts ``model`` in train mode. ``graphed``:
+    autocast, the paper's loss, backward, AdamW); puts ``model`` in train mode and turns
+    ``torch.backends.cudnn.benchmark`` on, as the trainer does. ``graphed``:
     forward + loss + backward replayed from a CUDA graph, as the trainer does by default
     (:class:`diffmf.engine.graphed_step.GraphedTrainStep`)."""
     from diffmf.engine.graphed_step import GraphedTrainStep
@@ -92,6 +93,9 @@ def train_step_fn(model, dev, batch: int, crop: int, graphed: bool = False) -> C
     loss_fn = FusionLoss()
     opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
     model.train()
+    # cuDNN autotuning, as the trainer sets it (diffmf.engine.trainer): without it the bf16
+    # depthwise convs and the loss's 11 x 11 filter take other, slower kernels
+    torch.backends.cudnn.benchmark = True
     ir = torch.rand(batch, 1, crop, crop, device=dev)
     vi = torch.rand(batch, 1, crop, crop, device=dev)
     fwd_bwd = GraphedTrainStep(model, loss_fn, list(model.parameters()), autocast=torch.bfloat16, strict=True,

@@ -95,7 +95,27 @@ def worker(args: argparse.Namespace) -> int:
     budget = args.max_minutes * 60.0
     start = time.perf_counter()
 
+    prof_from, prof_to = (int(v) for v in args.profile_steps.split(",")) if args.profile_steps else (0, 0)
+    prof = None
+
     def on_step(trainer, step):
+        nonlocal prof
+        if prof_to and step == prof_from:  # torch.profiler over steps prof_from + 1 .. prof_to
+            from torch.profiler import ProfilerActivity, profile
+
+            torch.cuda.synchronize(trainer.device)
+            prof = profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA])
+            prof.__enter__()
+        elif prof is not None and step == prof_to:
+            torch.cuda.synchronize(trainer.device)
+            prof.__exit__(None, None, None)
+            avg = prof.key_averages()
+            n = prof_to - prof_from
+            (run_dir / "profile.txt").write_text(
+                f"# {n} trainer steps ({prof_from + 1}..{prof_to}), rank {trainer.info.rank}\n"
+                + avg.table(sort_by="cuda_time_total", row_limit=40, max_name_column_width=70)
+                + "\n(by own host time)\n" + avg.table(sort_by="self_cpu_time_total", row_limit=40, max_name_column_width=70))
+            prof = None
         if step == args.warmup or step == args.steps:
             if trainer.device.type == "cuda":
                 torch.cuda.synchronize(trainer.device)
@@ -211,6 +231,8 @@ def main(argv=None) -> int:
                    help="stop a training run after this long (it still writes its results)")
     p.add_argument("--timeout", type=float, default=330.0, help="kill a phase after this many seconds")
     p.add_argument("--set", nargs="+", action="extend", default=[], metavar="KEY=VALUE", help="extra config overrides")
+    p.add_argument("--profile-steps", default="", metavar="A,B",
+                   help="torch.profiler over trainer steps A+1..B; tables in <run>/profile.txt (timing rows include it)")
     p.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--run-dir", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
@@ -234,6 +256,8 @@ def main(argv=None) -> int:
     common = ["--preset", args.preset, "--steps", args.steps, "--warmup", args.warmup, "--batch", args.batch,
               "--crop", args.crop, "--workers", args.workers, "--lr", args.lr, "--amp", args.amp, "--device", args.device,
               "--max-minutes", args.max_minutes, "--data", *args.data]
+    if args.profile_steps:
+        common += ["--profile-steps", args.profile_steps]
     if args.set:
         common += ["--set", *args.set]
     me = Path(__file__).resolve()
