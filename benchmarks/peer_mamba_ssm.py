@@ -187,6 +187,21 @@ def _peak_mib(fn: Callable[[], None]) -> float:
     return (torch.cuda.max_memory_allocated() - base) / 2**20
 
 
+def _zero(leaves: List[torch.Tensor]) -> None:
+    for t in leaves:
+        t.grad = None
+
+
+def _repeatable_grads(fb: Callable[[], None], leaves: List[torch.Tensor]) -> bool:
+    """Whether two forward + backward calls of ``fb`` give the same gradients bit for bit."""
+    _zero(leaves)
+    fb()
+    first = [t.grad.clone() for t in leaves]
+    _zero(leaves)
+    fb()
+    return all(torch.equal(a, t.grad) for a, t in zip(first, leaves))
+
+
 def bench_case(ext, batch: int, h: int, w: int, dtype: torch.dtype, reps: int, k: int = 4, d: int = 64, n: int = 16) -> Dict:
     from diffmf.ops.cross_scan import cross_scan, cross_scan_routes
     from diffmf.ops.triton import selective_scan_2d_triton
@@ -228,18 +243,17 @@ def bench_case(ext, batch: int, h: int, w: int, dtype: torch.dtype, reps: int, k
         scan(*seq_leaves).backward(gseq)
 
     row: Dict = dict(batch=batch, h=h, w=w, k=k, d=d, n=n, dtype=str(dtype).replace("torch.", ""))
-    for name, fwd, fb in (("diffmf", ours_fwd, ours_fb), ("peer_ss2d", peer_fwd, peer_fb), ("peer_kernel", kernel_fwd, kernel_fb)):
+    impls = (("diffmf", ours_fwd, ours_fb, leaves), ("peer_ss2d", peer_fwd, peer_fb, peer_leaves),
+             ("peer_kernel", kernel_fwd, kernel_fb, seq_leaves))
+    for name, fwd, fb, grads_of in impls:
         row[f"{name}_fwd_ms"] = statistics.median(bench_scan.time_ms(fwd, reps))
         row[f"{name}_fwd_graph_ms"] = statistics.median(bench_scan.graph_replay_ms(fwd, reps))
-        for t in (leaves if name == "diffmf" else peer_leaves if name == "peer_ss2d" else seq_leaves):
-            t.grad = None
+        _zero(grads_of)
         row[f"{name}_fwd_bwd_ms"] = statistics.median(bench_scan.time_ms(fb, reps))
-        for t in (leaves if name == "diffmf" else peer_leaves if name == "peer_ss2d" else seq_leaves):
-            t.grad = None
+        _zero(grads_of)
         row[f"{name}_fwd_bwd_peak_mib"] = _peak_mib(fb)
     # agreement: one forward + backward each on the same inputs, from zero gradients
-    for t in leaves + peer_leaves:
-        t.grad = None
+    _zero(leaves + peer_leaves)
     y_ours = selective_scan_2d_triton(*leaves, True)
     y_ours.backward(gy)
     y_peer = peer_ss2d(scan, *peer_leaves)
@@ -248,24 +262,9 @@ def bench_case(ext, batch: int, h: int, w: int, dtype: torch.dtype, reps: int, k
     pairs = [(y_peer.detach(), y_ours.detach())] + [(p.grad, o.grad) for p, o in zip(peer_leaves, leaves)]
     row["agreement"] = {nm: _errors(p, o) for nm, (p, o) in zip(names, pairs)}
     # repeatability: the same call twice, bitwise
-    y2 = peer_fwd()
-    row["peer_bitwise_repeatable_fwd"] = bool(torch.equal(y2, peer_fwd()))
-    for t in peer_leaves:
-        t.grad = None
-    peer_fb()
-    g1 = [t.grad.clone() for t in peer_leaves]
-    for t in peer_leaves:
-        t.grad = None
-    peer_fb()
-    row["peer_bitwise_repeatable_grads"] = all(torch.equal(a, t.grad) for a, t in zip(g1, peer_leaves))
-    for t in leaves:
-        t.grad = None
-    ours_fb()
-    g1 = [t.grad.clone() for t in leaves]
-    for t in leaves:
-        t.grad = None
-    ours_fb()
-    row["diffmf_bitwise_repeatable_grads"] = all(torch.equal(a, t.grad) for a, t in zip(g1, leaves))
+    row["peer_bitwise_repeatable_fwd"] = bool(torch.equal(peer_fwd(), peer_fwd()))
+    row["peer_bitwise_repeatable_grads"] = _repeatable_grads(peer_fb, peer_leaves)
+    row["diffmf_bitwise_repeatable_grads"] = _repeatable_grads(ours_fb, leaves)
     return row
 
 

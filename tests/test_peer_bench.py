@@ -7,24 +7,18 @@ around it: VMamba's CrossScan / CrossMerge and the low-rank drop-in the network 
 patches into :mod:`diffmf.model.vss`."""
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
-
 import pytest
 import torch
 
 from diffmf.ops.cross_scan import FrameMaps
 from diffmf.ops.selective_scan import selective_scan, selective_scan_2d, selective_scan_2d_lowrank
 
-HELPER = Path(__file__).resolve().parents[1] / "benchmarks" / "peer_mamba_ssm.py"
+import benchmark_scripts  # tests/benchmark_scripts.py
 
 
 @pytest.fixture(scope="module")
 def peer():
-    spec = importlib.util.spec_from_file_location("peer_mamba_ssm", HELPER)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return benchmark_scripts.load("peer_mamba_ssm")
 
 
 def _oracle_scan(u, delta, A, B, C, D, delta_bias):

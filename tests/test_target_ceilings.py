@@ -6,23 +6,17 @@ stronger source's (pixel-max and any per-pixel choice of source among them), and
 nothing less sharp; an image sharpened beyond both sources must exceed them."""
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
-
 import numpy as np
 import pytest
 
 from diffmf.metrics.basic import _ag, _sf
 
-HELPER = Path(__file__).resolve().parents[1] / "benchmarks" / "target_ceilings.py"
+import benchmark_scripts  # tests/benchmark_scripts.py
 
 
 @pytest.fixture(scope="module")
 def ceilings():
-    spec = importlib.util.spec_from_file_location("target_ceilings", HELPER)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod.pair_ceilings
+    return benchmark_scripts.load("target_ceilings").pair_ceilings
 
 
 @pytest.mark.parametrize("shape", [(31, 47), (64, 20)])
