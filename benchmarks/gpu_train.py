@@ -100,18 +100,22 @@ def worker(args: argparse.Namespace) -> int:
 
     def on_step(trainer, step):
         nonlocal prof
+        cuda = trainer.device.type == "cuda"
         if prof_to and step == prof_from:  # torch.profiler over steps prof_from + 1 .. prof_to
             from torch.profiler import ProfilerActivity, profile
 
-            torch.cuda.synchronize(trainer.device)
-            prof = profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA])
+            if cuda:
+                torch.cuda.synchronize(trainer.device)
+            prof = profile(activities=[ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if cuda else []))
             prof.__enter__()
         elif prof is not None and step == prof_to:
-            torch.cuda.synchronize(trainer.device)
+            if cuda:
+                torch.cuda.synchronize(trainer.device)
             prof.__exit__(None, None, None)
             avg = prof.key_averages()
             n = prof_to - prof_from
-            (run_dir / "profile.txt").write_text(
+            name = "profile.txt" if trainer.info.rank == 0 else f"profile_rank{trainer.info.rank}.txt"
+            (run_dir / name).write_text(
                 f"# {n} trainer steps ({prof_from + 1}..{prof_to}), rank {trainer.info.rank}\n"
                 + avg.table(sort_by="cuda_time_total", row_limit=40, max_name_column_width=70)
                 + "\n(by own host time)\n" + avg.table(sort_by="self_cpu_time_total", row_limit=40, max_name_column_width=70))
@@ -232,7 +236,8 @@ def main(argv=None) -> int:
     p.add_argument("--timeout", type=float, default=330.0, help="kill a phase after this many seconds")
     p.add_argument("--set", nargs="+", action="extend", default=[], metavar="KEY=VALUE", help="extra config overrides")
     p.add_argument("--profile-steps", default="", metavar="A,B",
-                   help="torch.profiler over trainer steps A+1..B; tables in <run>/profile.txt (timing rows include it)")
+                   help="torch.profiler over trainer steps A+1..B; tables in <run>/profile.txt (rank 0; "
+                        "profile_rank<r>.txt for the others; the timing rows include the profiler)")
     p.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--run-dir", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
