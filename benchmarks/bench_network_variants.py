@@ -18,7 +18,7 @@ import json
 import statistics
 import sys
 from pathlib import Path
-from typing import Dict, List
+from typing import Dict, List, Tuple
 
 import torch
 
@@ -26,14 +26,32 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import bench_scan  # noqa: E402  (env_overrides, graph_replay_ms, parse_variant)
 
 
-def _fuse_fn(model, ir, vi, out: Dict[str, torch.Tensor], bf16: bool):
-    """One batch-1 fuse writing its output into ``out["y"]`` (so the graph's result is kept)."""
+def shipped_model(dev: torch.device) -> torch.nn.Module:
+    """The paper preset with the shipped weights, in eval mode on ``dev``."""
+    from diffmf.engine.checkpoint import load_weights
+    from diffmf.weights import resolve
 
-    def fn() -> None:
+    return load_weights(resolve(None)).to(dev).eval()
+
+
+def random_pair(h: int, w: int, dev: torch.device, seed: int = 0) -> Tuple[torch.Tensor, torch.Tensor]:
+    """One random (1, 1, h, w) infrared / visible pair in [0, 1]."""
+    gen = torch.Generator(device=dev).manual_seed(seed)
+    return torch.rand(1, 1, h, w, device=dev, generator=gen), torch.rand(1, 1, h, w, device=dev, generator=gen)
+
+
+def graphed_fuse_ms(model, ir: torch.Tensor, vi: torch.Tensor, bf16: bool, reps: int) -> Tuple[float, torch.Tensor]:
+    """Median ms of one batch-1 fuse (inference mode, bf16 autocast if ``bf16``) captured in a
+    CUDA graph and replayed ``reps`` times (:func:`bench_scan.graph_replay_ms`), and a copy of
+    its output."""
+    box: Dict[str, torch.Tensor] = {}
+
+    def fuse() -> None:
         with torch.inference_mode(), torch.autocast("cuda", dtype=torch.bfloat16, enabled=bf16):
-            out["y"] = model(ir, vi)
+            box["y"] = model(ir, vi)
 
-    return fn
+    ms = statistics.median(bench_scan.graph_replay_ms(fuse, reps))
+    return ms, box["y"].clone()
 
 
 def main(argv=None) -> int:
@@ -47,15 +65,10 @@ def main(argv=None) -> int:
     ap.add_argument("--out", type=Path, default=None)
     args = ap.parse_args(argv)
 
-    from diffmf.engine.checkpoint import load_weights
-    from diffmf.weights import resolve
-
     dev = torch.device("cuda")
     h, w = (int(v) for v in args.size.split("x"))
-    model = load_weights(resolve(None)).to(dev).eval()
-    gen = torch.Generator(device=dev).manual_seed(0)
-    ir = torch.rand(1, 1, h, w, device=dev, generator=gen)
-    vi = torch.rand(1, 1, h, w, device=dev, generator=gen)
+    model = shipped_model(dev)
+    ir, vi = random_pair(h, w, dev)
     variants: List[Dict[str, str]] = [{}] + args.variant
     names = ["defaults"] + [";".join(f"{k}={v}" for k, v in var.items()) for var in args.variant]
     rows: List[Dict] = []
@@ -65,14 +78,11 @@ def main(argv=None) -> int:
         equal: Dict[str, bool] = {}
         for _ in range(args.rounds):
             for name, env in zip(names, variants):
-                out: Dict[str, torch.Tensor] = {}
                 with bench_scan.env_overrides(env):
-                    fn = _fuse_fn(model, ir, vi, out, dtype == "bf16")
-                    times[name].append(statistics.median(bench_scan.graph_replay_ms(fn, args.reps)))
-                y = out["y"].clone()
+                    ms, y = graphed_fuse_ms(model, ir, vi, dtype == "bf16", args.reps)
+                times[name].append(ms)
                 ref = y if ref is None else ref
                 equal[name] = equal.get(name, True) and bool(torch.equal(y, ref))
-                del out
                 torch.cuda.empty_cache()
         for name in names:
             rows.append(dict(dtype=dtype, variant=name, ms=times[name], bitwise_equal=equal[name]))

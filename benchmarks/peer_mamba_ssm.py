@@ -41,6 +41,7 @@ from typing import Callable, Dict, List, Optional, Tuple
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+import bench_network_variants  # noqa: E402  (shipped_model, random_pair, graphed_fuse_ms)
 import bench_scan  # noqa: E402  (make_inputs, time_ms, graph_replay_ms)
 
 EXT_NAME = "selective_scan_cuda_peer"
@@ -288,39 +289,29 @@ def bench_network(ext, sizes: List[Tuple[int, int]], reps: int, rounds: int) -> 
     """The paper-preset network (shipped weights) fusing one random pair, batch 1, replayed from
     a CUDA graph: with diffmf's scan, and with every SS2D scan on the peer (monkeypatched into
     :mod:`diffmf.model.vss`; the rest of the network unchanged). bf16 autocast and float32."""
-    from diffmf.engine.checkpoint import load_weights
     from diffmf.model import vss
-    from diffmf.weights import resolve
 
     dev = torch.device("cuda")
-    model = load_weights(resolve(None)).to(dev).eval()
+    model = bench_network_variants.shipped_model(dev)
     ours, peer = vss.selective_scan_2d_lowrank, peer_lowrank(peer_scan_fn(ext))
     rows = []
     for h, w in sizes:
-        gen = torch.Generator(device=dev).manual_seed(0)
-        ir, vi = (torch.rand(1, 1, h, w, device=dev, generator=gen) for _ in range(2))
+        ir, vi = bench_network_variants.random_pair(h, w, dev)
         for dtype in ("bf16", "fp32"):
             res: Dict = dict(h=h, w=w, dtype=dtype)
             outs = {}
             for _ in range(rounds):
                 for name, fn in (("diffmf", ours), ("peer", peer)):
                     vss.selective_scan_2d_lowrank = fn
-                    box: Dict[str, torch.Tensor] = {}
-
-                    def fuse() -> None:
-                        with torch.inference_mode(), torch.autocast("cuda", dtype=torch.bfloat16, enabled=dtype == "bf16"):
-                            box["y"] = model(ir, vi)
-
                     try:
                         torch.cuda.reset_peak_memory_stats()
-                        t = statistics.median(bench_scan.graph_replay_ms(fuse, reps))
+                        t, y = bench_network_variants.graphed_fuse_ms(model, ir, vi, dtype == "bf16", reps)
                         peak = torch.cuda.max_memory_allocated() / 2**20
                     finally:
                         vss.selective_scan_2d_lowrank = ours
                     res.setdefault(f"{name}_ms", []).append(t)
                     res[f"{name}_peak_mib"] = peak
-                    outs[name] = box["y"].float().clone()
-                    del box
+                    outs[name] = y.float()
                     torch.cuda.empty_cache()
             res["max_abs_diff_255"] = float((outs["peer"] - outs["diffmf"]).abs().max() * 255)
             rows.append(res)
