@@ -217,6 +217,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         if a.dump:
             Path(a.dump).mkdir(parents=True, exist_ok=True)
             (Path(a.dump) / f"{name}_{frame}.sass").write_text(sass)
+            for ir in ("ttgir", "ptx"):  # the layouts Triton chose, and what ptxas got
+                if ir in k.asm:
+                    (Path(a.dump) / f"{name}_{frame}.{ir}").write_text(k.asm[ir])
         r = loop_loads(sass, whole=name not in SWEEPS)
         r["regs"] = registers(k.asm["cubin"])
         r["lane_elements"] = int(kw.get("DPT", 1)) * int(kw.get("NPT", 1))

@@ -104,7 +104,7 @@ def inputs_2d(b, k, d, n, h, w, dtype=torch.float32):
 # ------------------------------------------------------------------------------------------
 # 1-D contract
 # ------------------------------------------------------------------------------------------
-@pytest.mark.parametrize("prefetch", [True, False])  # None (the default mix) runs in the other tests
+@pytest.mark.parametrize("prefetch", [0, 1, 2])  # None (the default mix) runs in the other tests
 def test_1d_ragged_segments_groups_padded_states(prefetch, monkeypatch):
     """L = 23 in pieces of 8 (3 segments, ragged last), 2 groups, N = 5 padded to 8."""
     monkeypatch.setattr(triton_scan, "INTERPRET_PREFETCH", prefetch)
@@ -172,9 +172,10 @@ def test_2d_every_route_matches_oracle(k, h, w):
     check(grads(selective_scan_2d_triton, ins, dy, True), oracle(ins, dy, True))
 
 
-@pytest.mark.parametrize("prefetch", [True, False])
+@pytest.mark.parametrize("prefetch", [0, 1, 2])
 def test_2d_prefetch_paths(prefetch, monkeypatch):
-    """Both load schedules, including the prefetched read-add-write of y and du (phase 2)."""
+    """The three load schedules (none, early, late / step input only), including the
+    prefetched read-add-write of y and du (phase 2)."""
     monkeypatch.setattr(triton_scan, "INTERPRET_PREFETCH", prefetch)
     ins = inputs_2d(1, 4, 3, 4, 4, 5)
     dy = torch.randn(1, 3, 4, 5)
@@ -241,9 +242,18 @@ def test_memoised_planning_follows_the_environment(monkeypatch):
     monkeypatch.delenv(triton_scan.SEGLEN_ENV)
     assert triton_scan._finish(p, cpu).orients[0].seglen == first
     gpu = triton_scan._layout(64, 16, False, True, interpret=False)
-    assert (gpu.dpt, gpu.maxnreg, gpu.prefetch, gpu.stages) == (2, 128, True, 1)
-    # float32 B / C and the rank-R output pass run without the register-hungry prefetch
-    assert not triton_scan._layout(64, 16, False, True, interpret=False, heavy=True).prefetch
+    assert (gpu.dpt, gpu.maxnreg, gpu.prefetch, gpu.stages) == (2, 128, 1, 1)
+    # float32 B / C and the rank-R output pass: no early prefetch (registers), the late schedule
+    assert triton_scan._layout(64, 16, False, True, interpret=False, heavy=True).prefetch == 2
+    monkeypatch.setenv(triton_scan.HEAVY_PREFETCH_ENV, "0")
+    assert triton_scan._layout(64, 16, False, True, interpret=False, heavy=True).prefetch == 0
+    assert triton_scan._layout(64, 16, False, True, interpret=False).prefetch == 1
+    monkeypatch.setenv(triton_scan.HEAVY_PREFETCH_ENV, "3")
+    with pytest.raises(ValueError, match="HEAVY_PREFETCH"):
+        triton_scan._layout(64, 16, False, True, interpret=False, heavy=True)
+    monkeypatch.delenv(triton_scan.HEAVY_PREFETCH_ENV)
+    with pytest.raises(ValueError, match="prefetch field"):
+        triton_scan._parse_layout("2,1,4,5")
     bf, z = torch.zeros(1, dtype=torch.bfloat16), (0, 0)
     T = triton_scan._Tensors(u=bf, dt=bf, A2=bf, B=bf, C=bf, D=None, bias=None, su=z, sd=z, sB=z, sC=z, sy=z)
     assert not triton_scan._heavy(T, out=False) and not triton_scan._heavy(T, out=True)
@@ -258,7 +268,7 @@ def test_memoised_planning_follows_the_environment(monkeypatch):
     assert triton_scan._layout(64, 16, True, True, interpret=False) == bwd  # the backward keeps its own setting
     monkeypatch.setenv(triton_scan.LAYOUT_FWD_ENV, "2,1,4,0,16,128,3")  # every optional field
     lay = triton_scan._layout(64, 16, False, True, interpret=False)
-    assert (lay.prefetch, lay.cg, lay.maxnreg, lay.stages) == (False, 16, 128, 3)
+    assert (lay.prefetch, lay.cg, lay.maxnreg, lay.stages) == (0, 16, 128, 3)
     monkeypatch.setenv(triton_scan.LAYOUT_BWD_ENV, "1,1,4,1")
     assert triton_scan._layout(64, 16, True, True, interpret=False).dpt == 1
     monkeypatch.delenv(triton_scan.LAYOUT_BWD_ENV)

@@ -38,6 +38,12 @@ for the column-major ones (adjacent columns adjacent: coalesced loads). With pad
 contiguous: scalar loads); otherwise it is left unclamped so that the compiler sees the
 contiguity.
 
+Load schedule of the step loop (constexpr ``PREFETCH``): 0 reads each step's operands at the
+step; 1 (early) issues step t + 1's loads before step t computes (twice the operand
+registers); 2, in the output pass (late), issues them once step t is done with the registers
+they reuse, and in the local passes reads only the step input one step ahead. The backward
+sweeps know 0 and 1 (2 runs as 1). The schedule changes no result bit.
+
 Backward (recompute from the saved segment start states, no per-step states stored):
 with ``c_t = C_t dy_t``, the adjoint ``g_t = c_t + a_{t+1} g_{t+1}`` and ``gh_t = a_t g_t``,
 
@@ -328,7 +334,13 @@ def _fwd_local_kernel(
     uu_n = tl.load(u_b + (co + pos_n))
     bb_n = tl.load(B_b + (pos_n * N + nc))
     for t in tl.range(0, S, num_stages=STAGES):
-        if PREFETCH:
+        if PREFETCH == 2:  # only the step input ahead (few registers); u and B read at the step
+            pos, ok, xr = pos_n, ok_n, xr_n
+            pos_n, ok_n = _step(t + 1, p, o, rev, S, INNER, so, si, s_ok)
+            xr_n = _load_dt(dt_b, W0, W1, W2, W3, co, pos_n, PLANE, R)
+            uu = tl.load(u_b + (co + pos))
+            bb = tl.load(B_b + (pos * N + nc))
+        elif PREFETCH:
             ok, xr, uu, bb = ok_n, xr_n, uu_n, bb_n
             pos_n, ok_n = _step(t + 1, p, o, rev, S, INNER, so, si, s_ok)
             xr_n = _load_dt(dt_b, W0, W1, W2, W3, co, pos_n, PLANE, R)
@@ -452,7 +464,10 @@ def _fwd_out_kernel(
         if ACCUM or ph > 0:
             yo_n = tl.load(y_b + (co + pos_n), mask=w_ok & ok_n, other=0.0)
         for t in tl.range(0, S, num_stages=STAGES):
-            if PREFETCH:  # loads for step t + 1 are in flight while step t computes
+            if PREFETCH == 2:  # late: step t + 1's loads are issued once step t is done with its operands
+                pos, ok, xr, uu, bb, cc, yo = pos_n, ok_n, xr_n, uu_n, bb_n, cc_n, yo_n
+                pos_n, ok_n = _step(t + 1, p, o, rev, S, INNER, so, si, s_ok)
+            elif PREFETCH:  # loads for step t + 1 are in flight while step t computes
                 pos, ok, xr, uu, bb, cc, yo = pos_n, ok_n, xr_n, uu_n, bb_n, cc_n, yo_n
                 pos_n, ok_n = _step(t + 1, p, o, rev, S, INNER, so, si, s_ok)
                 xr_n = _load_dt(dt_b, W0, W1, W2, W3, co, pos_n, PLANE, R)
@@ -473,7 +488,15 @@ def _fwd_out_kernel(
             _, dl = _delta(xr, d_ok & ok, bias, HAS_BIAS, SOFTPLUS)
             uf = uu.to(tl.float32)
             h = tl.exp2(dl * A2) * h + (dl * uf) * _states_only(bb, n_ok, N, NPT * NS)
+            if PREFETCH == 2:
+                xr_n = _load_dt(dt_b, W0, W1, W2, W3, co, pos_n, PLANE, R)
+                uu_n = tl.load(u_b + (co + pos_n))
+                bb_n = tl.load(B_b + (pos_n * N + nc))
             yv = _sum_states(cc.to(tl.float32) * h, SEG_FAST)
+            if PREFETCH == 2:
+                cc_n = tl.load(C_b + (pos_n * N + nc))
+                if ACCUM or ph > 0:
+                    yo_n = tl.load(y_b + (co + pos_n), mask=w_ok & ok_n, other=0.0)
             if HAS_D:
                 yv += Dk * uf
             if ACCUM or ph > 0:
@@ -520,7 +543,13 @@ def _bwd_local_kernel(
     dy_n = tl.load(dy_b + (co + pos_n))
     cc_n = tl.load(C_b + (pos_n * N + nc))
     for t in tl.range(0, S, num_stages=STAGES):
-        if PREFETCH:
+        if PREFETCH == 2:  # only the step input ahead (few registers); dy and C read at the step
+            pos, ok, xr = pos_n, ok_n, xr_n
+            pos_n, ok_n = _step(t + 1, p, o, rev, S, INNER, so, si, s_ok)
+            xr_n = _load_dt(dt_b, W0, W1, W2, W3, co, pos_n, PLANE, R)
+            dy = tl.load(dy_b + (co + pos))
+            cc = tl.load(C_b + (pos * N + nc))
+        elif PREFETCH:
             ok, xr, dy, cc = ok_n, xr_n, dy_n, cc_n
             pos_n, ok_n = _step(t + 1, p, o, rev, S, INNER, so, si, s_ok)
             xr_n = _load_dt(dt_b, W0, W1, W2, W3, co, pos_n, PLANE, R)

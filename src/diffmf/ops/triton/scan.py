@@ -41,12 +41,13 @@ LOG2E = 1.4426950408889634
 SEGLEN_ENV = "DIFFMF_TRITON_SEGLEN"  # force the segment length (tests, benchmarks)
 LAYOUT_FWD_ENV = "DIFFMF_TRITON_LAYOUT_FWD"  # "dpt,ns,warps,prefetch[,groups[,regs[,stages]]]" (benchmarks)
 LAYOUT_BWD_ENV = "DIFFMF_TRITON_LAYOUT_BWD"
+HEAVY_PREFETCH_ENV = "DIFFMF_TRITON_HEAVY_PREFETCH"  # the "heavy" forward sweeps' load schedule, 0/1/2 (benchmarks)
 PHASES_ENV = "DIFFMF_TRITON_PHASES"  # 1 (default): one program per route; 2: both routes of an axis per program
 MIN_SEGLEN = 128  # shortest segment on a GPU: fewer segments, less carry traffic
-# Interpreter only (tests): None = the GPU defaults (prefetch in the forward-type sweeps but
-# not in "heavy" ones, see _make_layout; none in the backward sweeps); True/False force one
-# code path everywhere.
-INTERPRET_PREFETCH: Optional[bool] = None
+# Interpreter only (tests): None = the GPU defaults (early prefetch in the forward-type sweeps,
+# the late / step-input-only schedule in "heavy" ones, see _make_layout; none in the backward
+# sweeps); 0, 1 or 2 forces that load schedule everywhere.
+INTERPRET_PREFETCH: Optional[int] = None
 
 
 @dataclass(frozen=True)
@@ -60,7 +61,7 @@ class Layout:
     cg: int
     ns: int
     num_warps: int
-    prefetch: bool = True
+    prefetch: int = 1  # load schedule of the step loop: 0 none, 1 early, 2 late (see _make_layout)
     maxnreg: int = 0  # register cap per thread (0: compiler's choice)
     stages: int = 1  # software-pipelining stages of the step loop (tl.range num_stages; 1: none)
 
@@ -113,31 +114,37 @@ def _sm_count(device: torch.device) -> int:
     return sm_count(device, cpu=4)  # interpreter: 4 "SMs" (segment lengths as the tests expect)
 
 
-def _parse_layout(text: str) -> Tuple[int, int, int, bool, int, int, int]:
+def _parse_layout(text: str) -> Tuple[int, int, int, int, int, int, int]:
     """"dpt,ns,warps,prefetch[,max channel groups per program[,register cap[,stages]]]"."""
     vals = [int(v) for v in text.split(",")]
     vals += [0, 0, 1][len(vals) - 4:]  # defaults of the optional fields
-    return vals[0], vals[1], vals[2], bool(vals[3]), vals[4], vals[5], vals[6]
+    if vals[3] not in (0, 1, 2):
+        raise ValueError(f"{text!r}: the prefetch field is 0 (none), 1 (early) or 2 (late), not {vals[3]}")
+    return vals[0], vals[1], vals[2], vals[3], vals[4], vals[5], vals[6]
 
 
 def _layout(D: int, N: int, backward: bool, seg_fast: bool, interpret: bool, *, heavy: bool = False) -> Layout:
     """Lane layout of a sweep (:func:`_make_layout`, memoised: it is asked for at every
     launch, and the host's time per scan call limits eager inference and training).
     ``heavy``: a forward-type sweep whose lanes hold more than the default case (float32 B
-    and C, or the output pass with rank-R step inputs): no prefetch, see :func:`_make_layout`."""
+    and C, or the output pass with rank-R step inputs): no early prefetch, see
+    :func:`_make_layout`."""
     override = os.environ.get(LAYOUT_BWD_ENV if backward else LAYOUT_FWD_ENV)
-    return _make_layout(D, N, backward, seg_fast, interpret, override, INTERPRET_PREFETCH, heavy)
+    heavy_prefetch = os.environ.get(HEAVY_PREFETCH_ENV, "2") if heavy else "2"
+    if heavy_prefetch not in ("0", "1", "2"):
+        raise ValueError(f"{HEAVY_PREFETCH_ENV}={heavy_prefetch!r}: 0 (none), 1 (early) or 2 (late)")
+    return _make_layout(D, N, backward, seg_fast, interpret, override, INTERPRET_PREFETCH, heavy, int(heavy_prefetch))
 
 
 def _heavy(T: "_Tensors", out: bool) -> bool:
-    """Whether a forward-type sweep over ``T`` runs without prefetch (:func:`_make_layout`)."""
+    """Whether a forward-type sweep over ``T`` runs without early prefetch (:func:`_make_layout`)."""
     return T.B.element_size() == 4 or (out and T.rank > 0)
 
 
 @functools.lru_cache(maxsize=256)
 def _make_layout(
     D: int, N: int, backward: bool, seg_fast: bool, interpret: bool, override: Optional[str], interpret_prefetch: Optional[bool],
-    heavy: bool = False,
+    heavy: bool = False, heavy_prefetch: int = 2,
 ) -> Layout:
     """Lane layout of a sweep (see :mod:`.kernels`).
 
@@ -146,12 +153,18 @@ def _make_layout(
     * forward-type sweeps (``_fwd_local``, ``_fwd_out``, ``_bwd_local``): 2 channels x all
       states per lane, capped at 128 registers (4 programs per SM instead of 3 for
       ``_fwd_out``: forward 1.95 -> 1.86 ms as one CUDA graph; 96 registers spill in the loop,
-      3.5 ms). One-warp programs and 1 channel per lane were no faster. The next step's loads
-      are issued before the current step computes (prefetch) except in ``heavy`` sweeps, whose
-      prefetched operands do not fit the 128 registers: float32 B / C (640x480 forward 3.49 ->
-      2.20 ms as a graph; the fp32 network 78.7 -> 55.0 ms of GPU time) and the output pass of
-      the rank-R call (the network's: 1.82 -> 1.71 ms; the network 41.8 -> 39.3 ms). The output
-      pass on a per-channel step map keeps its prefetch (1.775 against 1.790 ms without).
+      3.5 ms). One-warp programs and 1 channel per lane were no faster. Load schedule
+      (``prefetch``): the next step's loads are issued before the current step computes (1,
+      early) except in ``heavy`` sweeps, whose early-prefetched operands do not fit the 128
+      registers: float32 B / C (640x480 forward 3.49 -> 2.20 ms as a graph without prefetch)
+      and the output pass of the rank-R call (the network's). Those run schedule 2 (late): the
+      output pass issues step t + 1's loads once step t is done with the registers they reuse
+      (after the state update for u, B and the step input, after the output sum for C), and
+      the local passes read only the step input one step ahead. Against no prefetch, same
+      bits: the fp32 network 51.46 -> 47.98 ms, bf16 38.54 -> 38.07 ms (640x480, CUDA graph,
+      H100); the local passes' schedule 2 in bf16 (not heavy) was slower, 38.07 -> 38.74 ms.
+      The output pass on a per-channel step map keeps its early prefetch (1.775 against
+      1.790 ms without).
     * backward sweeps (``_bwd_fwd``, ``_bwd_rev``): 4 channels x half the states per lane, at
       most 16 channel groups per program in the column routes (640x480 backward 6.9-7.3 ->
       6.6-6.8 ms, 1024x768 15.5 -> 14.7 ms, training step 157.4 -> 152.5 ms against 2 channels
@@ -169,10 +182,10 @@ def _make_layout(
         ns = 2 if (backward and np_ >= 2) else 1
         dpt = 2 if D >= 2 else 1
         cg = min(_pow2(-(-D // dpt)), 4)  # D > 8 exercises the channel-block partial sums
-        default = not (backward or heavy)  # as on a GPU; both paths are tested
-        prefetch = default if interpret_prefetch is None else interpret_prefetch
+        default = 0 if backward else 2 if heavy else 1  # as on a GPU but for the backward sweeps; all paths are tested
+        prefetch = default if interpret_prefetch is None else int(interpret_prefetch)
         return Layout(dpt=dpt, npt=np_ // ns, sg=16, cg=cg, ns=ns, num_warps=1, prefetch=prefetch)
-    dpt, ns, warps, prefetch, cg_max, maxnreg, stages = (4, 2, 4, True, 16, 0, 1) if backward else (2, 1, 4, not heavy, 16, 128, 1)
+    dpt, ns, warps, prefetch, cg_max, maxnreg, stages = (4, 2, 4, 1, 16, 0, 1) if backward else (2, 1, 4, heavy_prefetch if heavy else 1, 16, 128, 1)
     if override:
         dpt, ns, warps, prefetch, cg_max, maxnreg, stages = _parse_layout(override)
     ns = min(ns, np_)
