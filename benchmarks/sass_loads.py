@@ -49,7 +49,7 @@ def _parse(argv: Optional[Sequence[str]]) -> argparse.Namespace:
     ap.add_argument("--kernels", default=",".join(DEFAULT), help="comma list of sweep kernels, or 'all'")
     ap.add_argument("--layout-fwd", default=None, help="DIFFMF_TRITON_LAYOUT_FWD for the recorded calls (default: GPU defaults)")
     ap.add_argument("--layout-bwd", default=None, help="DIFFMF_TRITON_LAYOUT_BWD likewise")
-    ap.add_argument("--dump", default=None, help="write each kernel's SASS into this directory")
+    ap.add_argument("--dump", default=None, help="write each kernel's SASS (and TTGIR, PTX) into this directory")
     ap.add_argument("--floors", action="store_true",
                     help="also print each sweep's issue and MUFU floor for the shape (all routes, both frames)")
     ap.add_argument("--clock-ghz", type=float, default=1.75,

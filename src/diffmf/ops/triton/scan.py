@@ -143,7 +143,7 @@ def _heavy(T: "_Tensors", out: bool) -> bool:
 
 @functools.lru_cache(maxsize=256)
 def _make_layout(
-    D: int, N: int, backward: bool, seg_fast: bool, interpret: bool, override: Optional[str], interpret_prefetch: Optional[bool],
+    D: int, N: int, backward: bool, seg_fast: bool, interpret: bool, override: Optional[str], interpret_prefetch: Optional[int],
     heavy: bool = False, heavy_prefetch: int = 2,
 ) -> Layout:
     """Lane layout of a sweep (see :mod:`.kernels`).
