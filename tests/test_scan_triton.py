@@ -254,6 +254,9 @@ def test_memoised_planning_follows_the_environment(monkeypatch):
     monkeypatch.delenv(triton_scan.HEAVY_PREFETCH_ENV)
     with pytest.raises(ValueError, match="prefetch field"):
         triton_scan._parse_layout("2,1,4,5")
+    assert triton_scan._chain_layout(16, False, "2,8,256,8") == (2, 8, 256, 8)
+    with pytest.raises(ValueError, match=f"{triton_scan.CHAIN_ENV}.*channels,states,tile,warps"):
+        triton_scan._chain_layout(16, False, "1,4")
     bf, z = torch.zeros(1, dtype=torch.bfloat16), (0, 0)
     T = triton_scan._Tensors(u=bf, dt=bf, A2=bf, B=bf, C=bf, D=None, bias=None, su=z, sd=z, sB=z, sC=z, sy=z)
     assert not triton_scan._heavy(T, out=False) and not triton_scan._heavy(T, out=True)

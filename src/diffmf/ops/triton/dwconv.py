@@ -19,7 +19,6 @@ float32 and rounded again.
 """
 from __future__ import annotations
 
-import os
 from typing import Optional
 
 import torch
@@ -28,7 +27,7 @@ import triton.language as tl
 from torch import Tensor
 
 from diffmf.ops.dispatch import triton_interpreting
-from diffmf.ops.triton.geometry import pow2
+from diffmf.ops.triton.geometry import env_ints, pow2
 
 
 TILE_ENV = "DIFFMF_DWCONV_TILE"  # "channels,columns,warps" per program (benchmarks)
@@ -82,16 +81,10 @@ def dwconv_silu_triton(x: Tensor, weight: Tensor, bias: Optional[Tensor], dtype:
         return y
     wt = weight.detach().to(dtype).reshape(C, k * k).contiguous()
     bt = bias.detach().to(dtype).contiguous() if bias is not None else wt
-    tile = os.environ.get(TILE_ENV)
     if triton_interpreting():
         bc, bw, warps = 16, 16, 4
-    elif tile:
-        try:
-            bc, bw, warps = (int(v) for v in tile.split(","))
-        except ValueError:
-            raise ValueError(f"{TILE_ENV}={tile!r}: expected 'channels,columns,warps'") from None
-    else:
-        bc, bw, warps = 32, 32, 2  # see the module docstring
+    else:  # defaults: see the module docstring
+        bc, bw, warps = env_ints(TILE_ENV, "channels,columns,warps") or (32, 32, 2)
     bc = min(bc, pow2(C))
     bw = min(bw, pow2(W))
     grid = (triton.cdiv(W, bw) * H, B * triton.cdiv(C, bc))

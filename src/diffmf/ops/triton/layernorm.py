@@ -44,7 +44,7 @@ from torch import Tensor
 from diffmf.ops.cross_scan import RouteSums
 from diffmf.ops.dispatch import needs_grad, triton_interpreting
 from diffmf.ops.triton.geometry import pow2 as _pow2
-from diffmf.ops.triton.geometry import sm_count
+from diffmf.ops.triton.geometry import env_ints, sm_count
 
 logger = logging.getLogger(__name__)
 
@@ -404,11 +404,11 @@ def merged_layer_norm_fwd(
         gate = gate.contiguous()
     bc = _pow2(c)
     warps = MERGE_WARPS
-    spec = os.environ.get(MERGE_TILES_ENV)
+    spec = None if triton_interpreting() else env_ints(MERGE_TILES_ENV, "rows,cols,warps")
     if triton_interpreting():
         bh, bw = 2, 4  # several tiles and ragged edges on tiny maps
     elif spec:
-        bh, bw, warps = (int(v) for v in spec.split(","))
+        bh, bw, warps = spec
     else:
         bw = min(16, _pow2(w))
         bh = max(1, min(_pow2(h), MERGE_TILE // (bw * bc)))

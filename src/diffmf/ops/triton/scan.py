@@ -33,7 +33,7 @@ from diffmf.ops.cross_scan import FrameMaps, RouteSums
 from diffmf.ops.dispatch import needs_grad, triton_interpreting
 from diffmf.ops.triton import kernels as _k
 from diffmf.ops.triton.geometry import pow2 as _pow2
-from diffmf.ops.triton.geometry import sm_count
+from diffmf.ops.triton.geometry import parse_ints, sm_count
 
 logger = logging.getLogger(__name__)
 
@@ -325,7 +325,7 @@ def _chain_layout(N: int, interpret: bool, override: Optional[str]) -> Tuple[int
     if interpret:
         return 1, min(2, _pow2(N)), 4, 1
     if override:
-        cd, nb, ct, warps = (int(v) for v in override.split(","))
+        cd, nb, ct, warps = parse_ints(CHAIN_ENV, override, "channels,states,tile,warps")
         return cd, min(_pow2(nb), _pow2(N)), _pow2(ct), warps
     return 1, min(4, _pow2(N)), 512, 4
 

@@ -37,7 +37,7 @@ from torch import Tensor
 
 from diffmf.ops.cross_scan import FrameMaps
 from diffmf.ops.dispatch import triton_interpreting
-from diffmf.ops.triton.geometry import pow2, sm_count
+from diffmf.ops.triton.geometry import env_ints, pow2, sm_count
 
 INTERPRET_BLOCK_PIXELS = 16  # tests: several programs and a ragged last block on tiny maps
 INTERPRET_PROGRAMS = 3  # tests: programs that walk several blocks, strided
@@ -145,14 +145,8 @@ def schedule(dtype: torch.dtype, interp: bool) -> Tuple[int, int, int, int]:
     of the x_proj kernel for ``dtype`` (see the module docstring), or ``DIFFMF_XPROJ_TILE``."""
     if interp:
         return 0, INTERPRET_BLOCK_PIXELS, 1, 1
-    override = os.environ.get(TILE_ENV)
-    if override:
-        try:
-            per_sm, bp, warps, stages = (int(v) for v in override.split(","))
-        except ValueError:
-            raise ValueError(f"{TILE_ENV}={override!r}: expected 'programs per SM,pixels,warps,stages'") from None
-        return per_sm, bp, warps, stages
-    return (2, 32, 2, 3) if dtype == torch.float32 else (0, 64, 4, 1)
+    default = (2, 32, 2, 3) if dtype == torch.float32 else (0, 64, 4, 1)
+    return env_ints(TILE_ENV, "programs per SM,pixels,warps,stages") or default
 
 
 def x_proj_triton(x: Tensor, weight: Tensor, rank: int, d_state: int) -> Tuple[FrameMaps, FrameMaps, FrameMaps]:
