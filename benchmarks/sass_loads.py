@@ -222,7 +222,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                     (Path(a.dump) / f"{name}_{frame}.{ir}").write_text(k.asm[ir])
         r = loop_loads(sass, whole=name not in SWEEPS)
         r["regs"] = registers(k.asm["cubin"])
-        r["lane_elements"] = int(kw.get("DPT", 1)) * int(kw.get("NPT", 1))
+        r["lane_elements"] = int(kw.get("DPT", 1)) * int(kw.get("NPT", 1)) * int(kw.get("NCH", 1))
         rows.append((name, r))
         frames[key] = [frame]
         order.append(key)

@@ -8,6 +8,14 @@ bit for bit with the first variant (the defaults). Prints one line per case and 
 
     PYTHONPATH=src python3 benchmarks/variant_bitwise.py \
         --variant "DIFFMF_TRITON_LAYOUT_FWD=2,1,4,0,16,128,2" --out results/
+
+Two source trees (a kernel change that must not change a bit): ``--save FILE`` writes the
+defaults' outputs, and a run of the other tree with ``--against FILE`` compares with them;
+``--network`` adds the paper network with the shipped weights fusing a random 640x480 pair
+(bf16 autocast and float32):
+
+    PYTHONPATH=old/src python3 benchmarks/variant_bitwise.py --network --save /tmp/old.pt
+    PYTHONPATH=src python3 benchmarks/variant_bitwise.py --network --against /tmp/old.pt
 """
 from __future__ import annotations
 
@@ -61,21 +69,49 @@ def run(rank: int, ins: List[torch.Tensor]) -> List[torch.Tensor]:
     return [y0, y.detach(), *grads]
 
 
+def _compare(rows: List[dict], name: str, variant, out: List[torch.Tensor], ref: List[torch.Tensor]) -> bool:
+    """Append and print one comparison row; True if every tensor is bitwise equal."""
+    diffs = [float((a.double() - b.double()).abs().max()) for a, b in zip(out, ref)]
+    same = len(out) == len(ref) and all(torch.equal(a, b) for a, b in zip(out, ref))
+    rows.append(dict(case=name, variant=variant, bitwise_equal=same, max_abs_diff=diffs))
+    print(f"{'SAME ' if same else 'DIFF '} {name:28s} {variant}  max|diff| {max(diffs):.3e}", flush=True)
+    return same
+
+
+def fuse_outputs(dev: torch.device) -> List[torch.Tensor]:
+    """The shipped network's fuse of one random 640x480 pair, in bf16 autocast and in float32."""
+    from bench_network_variants import random_pair, shipped_model
+
+    model = shipped_model(dev)
+    ir, vi = random_pair(480, 640, dev)
+    outs = []
+    for bf16 in (True, False):
+        with torch.inference_mode(), torch.autocast("cuda", dtype=torch.bfloat16, enabled=bf16):
+            outs.append(model(ir, vi).float().clone())
+    return outs
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--variant", action="append", type=parse_variant, default=[], help='"ENV=VALUE[;ENV=VALUE]"')
+    ap.add_argument("--network", action="store_true", help="add the shipped network's fuse (bf16, fp32)")
+    ap.add_argument("--save", default=None, help="write the defaults' outputs to this file")
+    ap.add_argument("--against", default=None, help="compare the defaults' outputs with this file (--save of another tree)")
     ap.add_argument("--out", default=None)
     args = ap.parse_args(argv)
     dev = torch.device("cuda")
     variants: List[Dict[str, str]] = [{}] + args.variant
     rows, ok = [], True
-    for name, rank, dtype, batch, h, w in CASES:
-        ins = inputs(rank, dtype, batch, h, w, dev)
+    cases = [(*c, False) for c in CASES] + ([("network fuse 480x640 (bf16, fp32)", 0, None, 1, 480, 640, True)] if args.network else [])
+    saved: Dict[str, List[torch.Tensor]] = {}
+    other = torch.load(args.against, map_location=dev) if args.against else {}
+    for name, rank, dtype, batch, h, w, network in cases:
+        ins = None if network else inputs(rank, dtype, batch, h, w, dev)
         ref = None
         for v in variants:
             with env_overrides(v):
                 try:
-                    out = run(rank, ins)
+                    out = fuse_outputs(dev) if network else run(rank, ins)
                     torch.cuda.synchronize()
                 except Exception as exc:  # report, keep going
                     rows.append(dict(case=name, variant=v, error=repr(exc)[-300:]))
@@ -84,12 +120,16 @@ def main(argv=None) -> int:
                     continue
             if ref is None:
                 ref = out
+                saved[name] = [t.cpu() for t in out]
+                if name in other:
+                    ok &= _compare(rows, name, f"against {args.against}", out, other[name])
+                elif args.against:
+                    print(f"MISSING {name:28s} not in {args.against}", flush=True)
+                    ok = False
                 continue
-            diffs = [float((a.double() - b.double()).abs().max()) for a, b in zip(out, ref)]
-            same = all(torch.equal(a, b) for a, b in zip(out, ref))
-            ok &= same
-            rows.append(dict(case=name, variant=v, bitwise_equal=same, max_abs_diff=diffs))
-            print(f"{'SAME ' if same else 'DIFF '} {name:28s} {v}  max|diff| {max(diffs):.3e}", flush=True)
+            ok &= _compare(rows, name, v, out, ref)
+    if args.save:
+        torch.save(saved, args.save)
     if args.out:
         Path(args.out).mkdir(parents=True, exist_ok=True)
         (Path(args.out) / "variant_bitwise.json").write_text(json.dumps(dict(device=torch.cuda.get_device_name(), rows=rows), indent=1))

@@ -182,6 +182,34 @@ def test_2d_prefetch_paths(prefetch, monkeypatch):
     check(grads(selective_scan_2d_triton, ins, dy, True), oracle(ins, dy, True))
 
 
+@pytest.mark.parametrize("lanes_first", [False, True])
+@pytest.mark.parametrize("dtype,n,chunks", [(torch.float32, 16, 4), (torch.bfloat16, 16, 2), (torch.float32, 5, 2)])
+def test_2d_designed_layout(dtype, n, chunks, lanes_first, monkeypatch):
+    """Every sweep on the designed layout, in both axis orders: lanes holding their states as
+    2 or 4 chunks (16 fp32 / bf16 states; 5 fp32 states padded to 8, the padding clamped),
+    the strides hidden, with the prefetched schedules."""
+    monkeypatch.setenv(triton_scan.DESIGNED_ENV, ",".join(triton_scan.SWEEPS))
+    monkeypatch.setattr(triton_scan, "TIES_ASCENDING", lanes_first)
+    lay = triton_scan._layout(3, n, False, True, interpret=True)
+    meta = lay.meta(torch.empty(0, dtype=dtype).element_size(), designed=True)
+    assert (meta["NCH"], meta["LF"], meta["OPAQUE"]) == (chunks, lanes_first, True)
+    ins = inputs_2d(1, 4, 3, n, 4, 5, dtype=dtype)
+    dy = torch.randn(1, 3, 4, 5)
+    low = ("du", "ddelta", "dB", "dC") if dtype == torch.bfloat16 else ()
+    check(grads(selective_scan_2d_triton, ins, dy, True), oracle(ins, dy, True), low_precision=low)
+
+
+@pytest.mark.parametrize("lanes_first", [False, True])
+def test_1d_designed_layout(lanes_first, monkeypatch):
+    """The 1-D op's lanes (channel groups adjacent, ragged segments, two groups) on the designed
+    layout in both axis orders, float32 (4 chunks)."""
+    monkeypatch.setenv(triton_scan.DESIGNED_ENV, ",".join(triton_scan.SWEEPS))
+    monkeypatch.setattr(triton_scan, "TIES_ASCENDING", lanes_first)
+    ins = inputs_1d(1, 2, 4, 16, 19)
+    dy = torch.randn(1, 8, 19)
+    check(grads(selective_scan_triton, ins, dy, True), oracle(ins, dy, False))
+
+
 @pytest.mark.parametrize("phases", ["1", "2"])
 def test_2d_route_schedules(phases, monkeypatch):
     """One program per route with an output slot each (default) and the two routes of an axis
@@ -211,20 +239,52 @@ def test_merge_kernel_sums_slots_in_fixed_order(nc, nr):
 
 
 def test_kernel_specialisation_plan():
-    """Only route/channel-selecting integers are unspecialised in the sweeps: sizes, strides and
-    segment geometry must stay specialised (their divisibility lets Triton pipeline the loads;
-    without it the sweeps ran ~2.3x slower on an H100)."""
+    """Only route/channel-selecting integers (and the forward-type sweeps' ``one``) are
+    unspecialised in the sweeps: sizes, strides and segment geometry must stay specialised
+    (without their divisibility the sweeps lost their vector loads and ran ~2.3x slower on an
+    H100); the designed layout hides the line strides through ``one`` instead."""
     from diffmf.ops.triton import kernels
 
     geometry = {"S", "INNER", "OUTER", "PLANE", "so", "si", "NSEG", "NSEG_STRIDE", "su_b", "sd_k", "sB_k"}
     for name in ("_fwd_local_kernel", "_fwd_out_kernel", "_bwd_local_kernel", "_bwd_fwd_kernel", "_bwd_rev_kernel"):
-        fn = getattr(kernels, name).fn
-        free = set(kernels.unspecialised_args(fn))
+        free = set(getattr(kernels, name).unspecialised)
         assert {"k0", "kstep", "rev_from", "kdiv"} <= free, name
         assert not free & geometry, (name, free & geometry)
+        assert ("one" in free) == (name in ("_fwd_local_kernel", "_fwd_out_kernel", "_bwd_local_kernel")), name
         assert not any(n.endswith("_ptr") for n in free)
-    chain = set(kernels.unspecialised_args(kernels._chain_kernel.fn, all_ints=True))
+    chain = set(kernels._chain_kernel.unspecialised)
     assert {"OUTER0", "NSEG0", "P0", "OUTER1", "NSEG1", "P1"} <= chain
+
+
+def test_designed_layout_choice(monkeypatch):
+    """Which sweeps run on the designed thread layout (float32 B / C: all but the output pass),
+    its state chunks (2 or 4 loads of 16 bytes per lane, forward-type sweeps only), the axis
+    order per Triton version, and the checked override."""
+    monkeypatch.delenv(triton_scan.DESIGNED_ENV, raising=False)
+    monkeypatch.delenv(triton_scan.LAYOUT_FWD_ENV, raising=False)
+    monkeypatch.delenv(triton_scan.LAYOUT_BWD_ENV, raising=False)
+    assert [triton_scan._designed(s, 4) for s in triton_scan.SWEEPS] == [True, False, True, True, True]
+    assert not any(triton_scan._designed(s, 2) for s in triton_scan.SWEEPS)
+    fwd = triton_scan._layout(64, 16, False, True, interpret=False)
+    bwd = triton_scan._layout(64, 16, True, True, interpret=False)
+    assert (fwd.npt, fwd.chunk_count(2), fwd.chunk_count(4), bwd.chunk_count(4)) == (16, 2, 4, 1)
+    meta = fwd.meta(4, designed=True)
+    assert (meta["NCH"], meta["NPT"], meta["OPAQUE"], meta["one"]) == (4, 4, True, 1)
+    assert meta["LF"] == triton_scan.TIES_ASCENDING
+    plain = fwd.meta(4)
+    assert (plain["NCH"], plain["NPT"], plain["OPAQUE"], plain["LF"]) == (1, 16, False, False)
+    assert "OPAQUE" not in bwd.meta(4, designed=True) and "one" not in bwd.meta(4, designed=True)
+    assert triton_scan._layout(64, 4, False, True, interpret=False).chunk_count(2) == 1  # one load
+    assert triton_scan._layout(64, 64, False, True, interpret=False).chunk_count(4) == 1  # 16 loads
+    assert triton_scan._ties_ascending("3.6.0") and not triton_scan._ties_ascending("3.7.1")
+    assert not triton_scan._ties_ascending("4.0.0+git1234")
+    monkeypatch.setenv(triton_scan.DESIGNED_ENV, "fwd_out,bwd_rev")
+    assert [triton_scan._designed(s, 2) for s in triton_scan.SWEEPS] == [False, True, False, False, True]
+    monkeypatch.setenv(triton_scan.DESIGNED_ENV, "none")
+    assert not any(triton_scan._designed(s, 4) for s in triton_scan.SWEEPS)
+    monkeypatch.setenv(triton_scan.DESIGNED_ENV, "fwd")
+    with pytest.raises(ValueError, match="DESIGNED"):
+        triton_scan._designed("fwd_out", 4)
 
 
 def test_memoised_planning_follows_the_environment(monkeypatch):

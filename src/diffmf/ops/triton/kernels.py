@@ -30,13 +30,37 @@ one pass, ``_relayout_kernel``). The scan runs in three launches:
 
 Every sweep keeps the state in registers and walks its segment sequentially. A program owns
 ``LANES = SG * CG * NS`` lanes (threads): ``SG`` segments x ``CG`` channel groups x ``NS``
-state groups; each lane holds ``DPT`` channels x ``NPT`` states. Tensors are 5-D
-``(DPT, NPT, X, Y, Z)`` where ``(X, Y, Z)`` are the lane axes: ``(SG, CG, NS)`` for the
+state groups; each lane holds ``DPT`` channels x ``NCH * NPT`` states. Tensors are 6-D
+``(NCH, DPT, NPT, X, Y, Z)`` where ``(X, Y, Z)`` are the lane axes: ``(SG, CG, NS)`` for the
 row-major routes (channel groups adjacent: B and C loads are broadcasts) or ``(CG, NS, SG)``
 for the column-major ones (adjacent columns adjacent: coalesced loads). With padding states
-(``NPT * NS > N``) the state index is clamped for the loads (correct, but no longer
+(``NCH * NPT * NS > N``) the state index is clamped for the loads (correct, but no longer
 contiguous: scalar loads); otherwise it is left unclamped so that the compiler sees the
 contiguity.
+
+Thread layout. Triton, not the kernel, maps tensor elements to threads: each load and store
+gets a layout from its pointers' contiguity (the most contiguous axis first, vectorised up
+to 128 bits), ties broken by axis order, and the loop's arithmetic follows the memory
+operations. Two sets of constexprs, chosen per sweep by the wrapper (``scan._designed``):
+
+* plain (``NCH = 1, LF = OPAQUE = False``): whatever Triton makes of the axis order above. On
+  Triton 3.6 (PyTorch 2.11's) that is not the design: a warp's lanes run over channel groups
+  and the per-channel values (delta, delta u, y) take another layout than the states, so every
+  step moves them through shared memory (6 barriers per step in ``_fwd_out``);
+* designed: the lane axes get the threads and a lane's registers hold its channels and
+  states. ``LANES_FIRST`` reverses the axis order, ``(Z, Y, X, NPT, DPT, NCH)``, for Triton
+  releases that give the threads to the first of equally contiguous axes (up to 3.6; later
+  ones take the last). A lane's states are ``NCH`` chunks of ``NPT`` (state
+  ``n = ns * NCH * NPT + ch * NPT + j``), one 128-bit load of B or C each, on their own axis so
+  that they stay in the lane's registers (one 256-bit run of states would be split over two
+  threads). The forward-type sweeps also hide their line and step strides (``OPAQUE``: times
+  the unspecialised ``one``): with ``so == 1`` known, Triton vectorises the per-channel loads
+  over adjacent segments, which gives them another layout than the states' again. The
+  forward-type loops then have no shared-memory traffic at all (sm_90 SASS,
+  ``benchmarks/sass_loads.py``).
+
+Both give the same results up to the order of float additions; the chunks are summed in the
+order Triton's shuffles used when a lane's states spanned several threads.
 
 Load schedule of the step loop (constexpr ``PREFETCH``): 0 reads each step's operands at the
 step; 1 (early) issues step t + 1's loads before step t computes (twice the operand
@@ -75,6 +99,7 @@ import triton
 import triton.language as tl
 
 LN2: tl.constexpr = tl.constexpr(0.6931471805599453)
+
 LOG2E: tl.constexpr = tl.constexpr(1.4426950408889634)
 
 
@@ -86,7 +111,9 @@ LOG2E: tl.constexpr = tl.constexpr(1.4426950408889634)
 # kernels per image size) cost the vectorised u/delta loads and y stores (sm_90 SASS,
 # benchmarks/sass_loads.py) and made the 640x480 forward 2.76 -> 3.56 ms, backward 7.3 ->
 # 10.2 ms (H100, 2026-11-22).
-_ROUTE_ARGS = frozenset({"D", "K", "P", "k0", "kstep", "rev_from", "kdiv", "flip", "y_k0", "y_kdiv"})
+_ROUTE_ARGS = frozenset({"D", "K", "P", "k0", "kstep", "rev_from", "kdiv", "flip", "y_k0", "y_kdiv", "one"})
+# ``one`` (always 1) is unspecialised on purpose: multiplied into the line and step strides
+# (constexpr OPAQUE) it hides their values from Triton, see the module docstring.
 
 
 def unspecialised_args(fn, all_ints: bool = False) -> list:
@@ -103,7 +130,10 @@ def _jit(fn=None, *, all_ints: bool = False):
     argument) left unspecialised, so fewer kernels are compiled per image size."""
     if fn is None:
         return lambda f: _jit(f, all_ints=all_ints)
-    return triton.jit(fn, do_not_specialize=unspecialised_args(fn, all_ints))
+    names = unspecialised_args(fn, all_ints)
+    kernel = triton.jit(fn, do_not_specialize=names)
+    kernel.unspecialised = tuple(names)  # also under the interpreter, which keeps no such list
+    return kernel
 
 
 # --------------------------------------------------------------------------------------
@@ -148,32 +178,51 @@ def _geometry(
     CG: tl.constexpr,
     NS: tl.constexpr,
     SEG_FAST: tl.constexpr,
+    NCH: tl.constexpr,
+    LANES_FIRST: tl.constexpr,
 ):
-    """Lane indices of program ``pid_l`` as 5-D tensors.
+    """Lane indices of program ``pid_l`` as 6-D tensors (NCH, DPT, NPT, X, Y, Z), or in the
+    reverse axis order (Z, Y, X, NPT, DPT, NCH) with ``LANES_FIRST`` (module docstring).
 
-    Returns d (DPT,1,X,Y,Z) channel, dc (d clamped to a valid channel, for unmasked loads),
-    n (1,NPT,X,Y,Z) state, nc (clamped), s (1,1,X,Y,Z) segment, s_ok, o (line), p (piece),
-    cg and ns (the lane's channel group / state group) and db (channel block)."""
+    Returns d (channel: DPT and the lane axes), dc (d clamped to a valid channel, for unmasked
+    loads), n (state: NCH, NPT and NS), nc (clamped), s (segment, lane axes), s_ok, o (line),
+    p (piece), cg and ns (the lane's channel group / state group) and db (channel block)."""
     D_BLK: tl.constexpr = DPT * CG
     n_dblk = tl.cdiv(D, D_BLK)
     db = pid_l % n_dblk
     sb = pid_l // n_dblk
-    if SEG_FAST:
-        zl = tl.zeros((1, 1, CG, NS, SG), tl.int32)
-        cg = tl.arange(0, CG)[None, None, :, None, None] + zl
-        ns = tl.arange(0, NS)[None, None, None, :, None] + zl
-        sg = tl.arange(0, SG)[None, None, None, None, :] + zl
-    else:
-        zl = tl.zeros((1, 1, SG, CG, NS), tl.int32)
-        sg = tl.arange(0, SG)[None, None, :, None, None] + zl
-        cg = tl.arange(0, CG)[None, None, None, :, None] + zl
-        ns = tl.arange(0, NS)[None, None, None, None, :] + zl
-    i = tl.arange(0, DPT)[:, None, None, None, None]
-    j = tl.arange(0, NPT)[None, :, None, None, None]
+    if LANES_FIRST:  # axes (Z, Y, X, NPT, DPT, NCH)
+        ch = tl.arange(0, NCH)[None, None, None, None, None, :]
+        i = tl.arange(0, DPT)[None, None, None, None, :, None]
+        j = tl.arange(0, NPT)[None, None, None, :, None, None]
+        if SEG_FAST:
+            zl = tl.zeros((SG, NS, CG, 1, 1, 1), tl.int32)
+            sg = tl.arange(0, SG)[:, None, None, None, None, None] + zl
+            ns = tl.arange(0, NS)[None, :, None, None, None, None] + zl
+            cg = tl.arange(0, CG)[None, None, :, None, None, None] + zl
+        else:
+            zl = tl.zeros((NS, CG, SG, 1, 1, 1), tl.int32)
+            ns = tl.arange(0, NS)[:, None, None, None, None, None] + zl
+            cg = tl.arange(0, CG)[None, :, None, None, None, None] + zl
+            sg = tl.arange(0, SG)[None, None, :, None, None, None] + zl
+    else:  # axes (NCH, DPT, NPT, X, Y, Z)
+        ch = tl.arange(0, NCH)[:, None, None, None, None, None]
+        i = tl.arange(0, DPT)[None, :, None, None, None, None]
+        j = tl.arange(0, NPT)[None, None, :, None, None, None]
+        if SEG_FAST:
+            zl = tl.zeros((1, 1, 1, CG, NS, SG), tl.int32)
+            cg = tl.arange(0, CG)[None, None, None, :, None, None] + zl
+            ns = tl.arange(0, NS)[None, None, None, None, :, None] + zl
+            sg = tl.arange(0, SG)[None, None, None, None, None, :] + zl
+        else:
+            zl = tl.zeros((1, 1, 1, SG, CG, NS), tl.int32)
+            sg = tl.arange(0, SG)[None, None, None, :, None, None] + zl
+            cg = tl.arange(0, CG)[None, None, None, None, :, None] + zl
+            ns = tl.arange(0, NS)[None, None, None, None, None, :] + zl
     d = db * D_BLK + cg * DPT + i
     dc = tl.minimum(d, D - 1)
-    n = ns * NPT + j
-    if NPT * NS > N:  # padding states: clamped to a valid state (loads need no mask)
+    n = ns * (NCH * NPT) + ch * NPT + j
+    if NCH * NPT * NS > N:  # padding states: clamped to a valid state (loads need no mask)
         nc = tl.minimum(n, N - 1)
     else:  # unclamped: the compiler sees NPT contiguous states (vector loads of B and C)
         nc = n
@@ -185,25 +234,45 @@ def _geometry(
 
 
 @triton.jit
-def _sum_states(x, SEG_FAST: tl.constexpr):
-    """Sum over the states of a lane tensor (axis NPT in-thread, then the state groups)."""
-    x = tl.sum(x, axis=1, keep_dims=True)
+def _sum_states(x, SEG_FAST: tl.constexpr, NCH: tl.constexpr, LANES_FIRST: tl.constexpr):
+    """Sum over the states of a lane tensor: each chunk in-thread (axis NPT), then the chunks,
+    then the state groups.
+
+    The chunks are added in the order of a butterfly over NCH lanes, ``c0 + c1`` for two and
+    ``(c0 + c2) + (c1 + c3)`` for four, which is how the sum ran when Triton spread a lane's
+    chunks over NCH threads (its shuffles exchange lanes 2 apart, then 1): the same bits as
+    without chunks. (-0.0 is the exact identity of the float add, so the masked-out terms
+    fold away at compile time.)"""
+    AX_NPT: tl.constexpr = 3 if LANES_FIRST else 2
+    AX_NCH: tl.constexpr = 5 if LANES_FIRST else 0
     if SEG_FAST:
-        x = tl.sum(x, axis=3, keep_dims=True)
+        AX_NS: tl.constexpr = 1 if LANES_FIRST else 4
     else:
-        x = tl.sum(x, axis=4, keep_dims=True)
-    return x
+        AX_NS: tl.constexpr = 0 if LANES_FIRST else 5
+    x = tl.sum(x, axis=AX_NPT, keep_dims=True)
+    if NCH == 4:
+        if LANES_FIRST:
+            ch = tl.arange(0, NCH)[None, None, None, None, None, :]
+        else:
+            ch = tl.arange(0, NCH)[:, None, None, None, None, None]
+        even = tl.sum(tl.where(ch % 2 == 0, x, -0.0), axis=AX_NCH, keep_dims=True)
+        x = even + tl.sum(tl.where(ch % 2 == 1, x, -0.0), axis=AX_NCH, keep_dims=True)
+    else:
+        tl.static_assert(NCH <= 2, "1, 2 or 4 state chunks per lane")
+        x = tl.sum(x, axis=AX_NCH, keep_dims=True)
+    return tl.sum(x, axis=AX_NS, keep_dims=True)
 
 
 @triton.jit
-def _sum_channels(x, SEG_FAST: tl.constexpr):
+def _sum_channels(x, SEG_FAST: tl.constexpr, LANES_FIRST: tl.constexpr):
     """Sum over the channels of a lane tensor (axis DPT in-thread, then the channel groups)."""
-    x = tl.sum(x, axis=0, keep_dims=True)
+    AX_DPT: tl.constexpr = 4 if LANES_FIRST else 1
     if SEG_FAST:
-        x = tl.sum(x, axis=2, keep_dims=True)
+        AX_CG: tl.constexpr = 2 if LANES_FIRST else 3
     else:
-        x = tl.sum(x, axis=3, keep_dims=True)
-    return x
+        AX_CG: tl.constexpr = 1 if LANES_FIRST else 4
+    x = tl.sum(x, axis=AX_DPT, keep_dims=True)
+    return tl.sum(x, axis=AX_CG, keep_dims=True)
 
 
 @triton.jit
@@ -303,18 +372,21 @@ def _dt_rows(W_ptr, kd, R: tl.constexpr):
 def _fwd_local_kernel(
     u_ptr, dt_ptr, A2_ptr, B_ptr, bias_ptr, W_ptr, hloc_ptr, dsum_ptr,
     su_b, su_k, sd_b, sd_k, sB_b, sB_k,
-    PLANE, D, K, OUTER, INNER, S, NSEG, NSEG_STRIDE, so, si, k0, kstep, rev_from, kdiv,
+    PLANE, D, K, OUTER, INNER, S, NSEG, NSEG_STRIDE, so, si, k0, kstep, rev_from, kdiv, one,
     N: tl.constexpr, DPT: tl.constexpr, NPT: tl.constexpr, SG: tl.constexpr, CG: tl.constexpr, NS: tl.constexpr,
     SEG_FAST: tl.constexpr, HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr, PREFETCH: tl.constexpr, STAGES: tl.constexpr = 1,
-    R: tl.constexpr = 0,
+    R: tl.constexpr = 0, NCH: tl.constexpr = 1, LF: tl.constexpr = False, OPAQUE: tl.constexpr = False,
 ):
     """Pass 1: each segment from h = 0 -> hloc[b,k,d,s,:] = h_end, dsum[b,k,d,s] = sum delta.
     R > 0: dt holds rank-R step inputs, expanded per channel with W (see :func:`_load_dt`)."""
     pid_l = tl.program_id(0)
+    if OPAQUE:  # the strides' values hidden from Triton (module docstring)
+        so = so * one
+        si = si * one
     k = k0 + tl.program_id(1) * kstep
     b = tl.program_id(2).to(tl.int64)
     rev = (k >= rev_from).to(tl.int32)
-    d, dc, n, nc, s, s_ok, o, p, cg, ns, db = _geometry(pid_l, D, NSEG, OUTER, N, DPT, NPT, SG, CG, NS, SEG_FAST)
+    d, dc, n, nc, s, s_ok, o, p, cg, ns, db = _geometry(pid_l, D, NSEG, OUTER, N, DPT, NPT, SG, CG, NS, SEG_FAST, NCH, LF)
     d_ok = (d < D) & s_ok
     n_ok = n < N
     kd = k * D + dc
@@ -352,11 +424,17 @@ def _fwd_local_kernel(
             uu = tl.load(u_b + (co + pos))
             bb = tl.load(B_b + (pos * N + nc))
         _, dl = _delta(xr, d_ok & ok, bias, HAS_BIAS, SOFTPLUS)
-        h = tl.exp2(dl * A2) * h + (dl * uu.to(tl.float32)) * _states_only(bb, n_ok, N, NPT * NS)
+        h = tl.exp2(dl * A2) * h + (dl * uu.to(tl.float32)) * _states_only(bb, n_ok, N, NCH * NPT * NS)
         dsum += dl
     seg_row = (b * K + k) * D + d
     tl.store(hloc_ptr + (seg_row * NSEG_STRIDE + s) * N + n, h, mask=d_ok & n_ok)
-    tl.store(dsum_ptr + seg_row * NSEG_STRIDE + s, dsum, mask=d_ok & (ns == 0))
+    # with OPAQUE, dsum is stored from the state layout (as hloc): stored from its own, it would
+    # take the layout of a store that vectorises over adjacent segments, and so would the
+    # whole loop's per-channel arithmetic (shared-memory conversions every step)
+    if OPAQUE:
+        tl.store(dsum_ptr + (seg_row * NSEG_STRIDE + s) + n * 0, tl.where(n == 0, dsum, 0.0), mask=d_ok & (n == 0))
+    else:
+        tl.store(dsum_ptr + seg_row * NSEG_STRIDE + s, dsum, mask=d_ok & (ns == 0))
 
 
 @_jit(all_ints=True)
@@ -415,11 +493,11 @@ def _chain_kernel(
 def _fwd_out_kernel(
     u_ptr, dt_ptr, A2_ptr, B_ptr, C_ptr, D_ptr, bias_ptr, W_ptr, hstart_ptr, y_ptr,
     su_b, su_k, sd_b, sd_k, sB_b, sB_k, sC_b, sC_k, sy_b, sy_k,
-    PLANE, D, K, OUTER, INNER, S, NSEG, NSEG_STRIDE, so, si, k0, kstep, rev_from, kdiv, y_k0, y_kdiv,
+    PLANE, D, K, OUTER, INNER, S, NSEG, NSEG_STRIDE, so, si, k0, kstep, rev_from, kdiv, y_k0, y_kdiv, one,
     N: tl.constexpr, DPT: tl.constexpr, NPT: tl.constexpr, SG: tl.constexpr, CG: tl.constexpr, NS: tl.constexpr,
     SEG_FAST: tl.constexpr, HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr, HAS_D: tl.constexpr,
     PHASES: tl.constexpr, ACCUM: tl.constexpr, PREFETCH: tl.constexpr, STAGES: tl.constexpr = 1,
-    R: tl.constexpr = 0,
+    R: tl.constexpr = 0, NCH: tl.constexpr = 1, LF: tl.constexpr = False, OPAQUE: tl.constexpr = False,
 ):
     """Pass 3: each segment from its true start state -> y (float32). R > 0: dt holds rank-R
     step inputs, expanded per channel with W (see :func:`_load_dt`).
@@ -430,11 +508,14 @@ def _fwd_out_kernel(
     to it. PHASES = 1 with one slot per route gives twice the programs (the caller sums the
     slots in a fixed order)."""
     pid_l = tl.program_id(0)
+    if OPAQUE:  # the strides' values hidden from Triton (module docstring)
+        so = so * one
+        si = si * one
     b = tl.program_id(2).to(tl.int64)
     for ph in tl.static_range(PHASES):
         k = k0 + (tl.program_id(1) * PHASES + ph) * kstep
         rev = (k >= rev_from).to(tl.int32)
-        d, dc, n, nc, s, s_ok, o, p, cg, ns, db = _geometry(pid_l, D, NSEG, OUTER, N, DPT, NPT, SG, CG, NS, SEG_FAST)
+        d, dc, n, nc, s, s_ok, o, p, cg, ns, db = _geometry(pid_l, D, NSEG, OUTER, N, DPT, NPT, SG, CG, NS, SEG_FAST, NCH, LF)
         d_ok = (d < D) & s_ok
         n_ok = n < N
         kd = k * D + dc
@@ -487,12 +568,12 @@ def _fwd_out_kernel(
                     yo = tl.load(y_b + (co + pos), mask=w_ok & ok, other=0.0)
             _, dl = _delta(xr, d_ok & ok, bias, HAS_BIAS, SOFTPLUS)
             uf = uu.to(tl.float32)
-            h = tl.exp2(dl * A2) * h + (dl * uf) * _states_only(bb, n_ok, N, NPT * NS)
+            h = tl.exp2(dl * A2) * h + (dl * uf) * _states_only(bb, n_ok, N, NCH * NPT * NS)
             if PREFETCH == 2:
                 xr_n = _load_dt(dt_b, W0, W1, W2, W3, co, pos_n, PLANE, R)
                 uu_n = tl.load(u_b + (co + pos_n))
                 bb_n = tl.load(B_b + (pos_n * N + nc))
-            yv = _sum_states(cc.to(tl.float32) * h, SEG_FAST)
+            yv = _sum_states(cc.to(tl.float32) * h, SEG_FAST, NCH, LF)
             if PREFETCH == 2:
                 cc_n = tl.load(C_b + (pos_n * N + nc))
                 if ACCUM or ph > 0:
@@ -513,18 +594,21 @@ def _fwd_out_kernel(
 def _bwd_local_kernel(
     dt_ptr, A2_ptr, C_ptr, bias_ptr, W_ptr, dy_ptr, gloc_ptr,
     sd_b, sd_k, sC_b, sC_k, sy_b, sy_k,
-    PLANE, D, K, OUTER, INNER, S, NSEG, NSEG_STRIDE, so, si, k0, kstep, rev_from, kdiv,
+    PLANE, D, K, OUTER, INNER, S, NSEG, NSEG_STRIDE, so, si, k0, kstep, rev_from, kdiv, one,
     N: tl.constexpr, DPT: tl.constexpr, NPT: tl.constexpr, SG: tl.constexpr, CG: tl.constexpr, NS: tl.constexpr,
     SEG_FAST: tl.constexpr, HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr, PREFETCH: tl.constexpr, STAGES: tl.constexpr = 1,
-    R: tl.constexpr = 0,
+    R: tl.constexpr = 0, NCH: tl.constexpr = 1, LF: tl.constexpr = False, OPAQUE: tl.constexpr = False,
 ):
     """Backward pass 1: each segment backwards from a zero adjoint ->
     gloc[b,k,d,s,:] = a_s g_s (the adjoint the segment passes to the state before it)."""
     pid_l = tl.program_id(0)
+    if OPAQUE:  # the strides' values hidden from Triton (module docstring)
+        so = so * one
+        si = si * one
     k = k0 + tl.program_id(1) * kstep
     b = tl.program_id(2).to(tl.int64)
     rev = 1 - (k >= rev_from).to(tl.int32)
-    d, dc, n, nc, s, s_ok, o, p, cg, ns, db = _geometry(pid_l, D, NSEG, OUTER, N, DPT, NPT, SG, CG, NS, SEG_FAST)
+    d, dc, n, nc, s, s_ok, o, p, cg, ns, db = _geometry(pid_l, D, NSEG, OUTER, N, DPT, NPT, SG, CG, NS, SEG_FAST, NCH, LF)
     d_ok = (d < D) & s_ok
     n_ok = n < N
     kd = k * D + dc
@@ -577,7 +661,7 @@ def _bwd_fwd_kernel(
     PLANE, D, K, OUTER, INNER, S, NSEG, NSEG_STRIDE, so, si, k0, kstep, rev_from, kdiv,
     N: tl.constexpr, DPT: tl.constexpr, NPT: tl.constexpr, SG: tl.constexpr, CG: tl.constexpr, NS: tl.constexpr,
     SEG_FAST: tl.constexpr, HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr, PREFETCH: tl.constexpr, STAGES: tl.constexpr = 1,
-    R: tl.constexpr = 0,
+    R: tl.constexpr = 0, NCH: tl.constexpr = 1, LF: tl.constexpr = False,
 ):
     """Backward pass 2, forward in route order from the true start state h_{s-1} = hstart:
 
@@ -588,7 +672,7 @@ def _bwd_fwd_kernel(
     k = k0 + tl.program_id(1) * kstep
     b = tl.program_id(2).to(tl.int64)
     rev = (k >= rev_from).to(tl.int32)
-    d, dc, n, nc, s, s_ok, o, p, cg, ns, db = _geometry(pid_l, D, NSEG, OUTER, N, DPT, NPT, SG, CG, NS, SEG_FAST)
+    d, dc, n, nc, s, s_ok, o, p, cg, ns, db = _geometry(pid_l, D, NSEG, OUTER, N, DPT, NPT, SG, CG, NS, SEG_FAST, NCH, LF)
     d_ok = (d < D) & s_ok
     n_ok = n < N
     kd = k * D + dc
@@ -642,17 +726,17 @@ def _bwd_fwd_kernel(
         ah = tl.exp2(dl * A2) * h
         zh = (cc.to(tl.float32) * dyf) * ah
         tl.store(z_b + (co + pos), zpre, mask=w_ok & ok)
-        zpre += _sum_states(zh * A2, SEG_FAST) * LN2
+        zpre += _sum_states(zh * A2, SEG_FAST, NCH, LF) * LN2
         dpre += dl
         dAf += zh * dpre
-        h = ah + (dl * uf) * _states_only(bb, n_ok, N, NPT * NS)
-        dc_v = _sum_channels(h * dyf, SEG_FAST) + (n * 0).to(tl.float32)
+        h = ah + (dl * uf) * _states_only(bb, n_ok, N, NCH * NPT * NS)
+        dc_v = _sum_channels(h * dyf, SEG_FAST, LF) + (n * 0).to(tl.float32)
         tl.store(dC_b + (pos * N + n), dc_v, mask=c_ok & ok)
         dDacc += dyf * uf
     gi = tl.load(gin_ptr + (seg_row * NSEG_STRIDE + s) * N + n, mask=d_ok & n_ok, other=0.0)
     xe = gi * h
     dAf += dpre * xe
-    zoff = zpre + _sum_states(xe * A2, SEG_FAST) * LN2
+    zoff = zpre + _sum_states(xe * A2, SEG_FAST, NCH, LF) * LN2
     tl.store(zoff_ptr + seg_row * NSEG_STRIDE + s, zoff, mask=w_ok)
     tl.store(dA_ptr + (seg_row * NSEG_STRIDE + s) * N + n, dAf, mask=d_ok & n_ok)
     tl.store(dD_ptr + seg_row * NSEG_STRIDE + s, dDacc, mask=w_ok)
@@ -668,7 +752,7 @@ def _bwd_rev_kernel(
     N: tl.constexpr, DPT: tl.constexpr, NPT: tl.constexpr, SG: tl.constexpr, CG: tl.constexpr, NS: tl.constexpr,
     SEG_FAST: tl.constexpr, HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr, HAS_D: tl.constexpr,
     PHASES: tl.constexpr, ACCUM: tl.constexpr, PREFETCH: tl.constexpr, STAGES: tl.constexpr = 1,
-    R: tl.constexpr = 0,
+    R: tl.constexpr = 0, NCH: tl.constexpr = 1, LF: tl.constexpr = False,
 ):
     """Backward pass 3, against route order from the adjoint gin entering the segment's end:
 
@@ -681,7 +765,7 @@ def _bwd_rev_kernel(
     for ph in tl.static_range(PHASES):
         k = k0 + (tl.program_id(1) * PHASES + ph) * kstep
         rev = 1 - (k >= rev_from).to(tl.int32)
-        d, dc, n, nc, s, s_ok, o, p, cg, ns, db = _geometry(pid_l, D, NSEG, OUTER, N, DPT, NPT, SG, CG, NS, SEG_FAST)
+        d, dc, n, nc, s, s_ok, o, p, cg, ns, db = _geometry(pid_l, D, NSEG, OUTER, N, DPT, NPT, SG, CG, NS, SEG_FAST, NCH, LF)
         d_ok = (d < D) & s_ok
         n_ok = n < N
         kd = k * D + dc
@@ -751,9 +835,9 @@ def _bwd_rev_kernel(
             x, dl = _delta(xr, m, bias, HAS_BIAS, SOFTPLUS)
             uf = uu.to(tl.float32)
             dyf = tl.where(m, dy.to(tl.float32), 0.0)
-            bf = _states_only(bb, n_ok, N, NPT * NS)
+            bf = _states_only(bb, n_ok, N, NCH * NPT * NS)
             g = cc.to(tl.float32) * dyf + gh
-            gB = _sum_states(g * bf, SEG_FAST)
+            gB = _sum_states(g * bf, SEG_FAST, NCH, LF)
             du = dl * gB
             if HAS_D:
                 du += Dk * dyf
@@ -762,7 +846,7 @@ def _bwd_rev_kernel(
             tl.store(du_b + (co + pos), du, mask=mw)
             dlu = dl * uf
             zg = (dlu * bf) * gh
-            zgs += _sum_states(zg * A2, SEG_FAST) * LN2
+            zgs += _sum_states(zg * A2, SEG_FAST, NCH, LF) * LN2
             dAr += zg * (dseg - dsuf)
             dsuf += dl
             ddl = uf * gB + (zoff - zp - zgs)
@@ -771,7 +855,7 @@ def _bwd_rev_kernel(
             ddl = tl.where(m, ddl, 0.0)
             tl.store(ddt_b + (co + pos), ddl.to(ddt_ptr.dtype.element_ty), mask=mw)
             dbacc += ddl
-            db_v = _sum_channels(g * dlu, SEG_FAST) + (n * 0).to(tl.float32)
+            db_v = _sum_channels(g * dlu, SEG_FAST, LF) + (n * 0).to(tl.float32)
             tl.store(dB_b + (pos * N + n), db_v, mask=c_ok & ok)
             gh = tl.exp2(dl * A2) * g
         dA_p = dA_ptr + (seg_row * NSEG_STRIDE + s) * N + n

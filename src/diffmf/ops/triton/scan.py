@@ -27,6 +27,7 @@ from dataclasses import dataclass, replace
 from typing import Dict, List, Optional, Tuple
 
 import torch
+import triton
 from torch import Tensor
 
 from diffmf.ops.cross_scan import FrameMaps, RouteSums
@@ -42,6 +43,22 @@ SEGLEN_ENV = "DIFFMF_TRITON_SEGLEN"  # force the segment length (tests, benchmar
 LAYOUT_FWD_ENV = "DIFFMF_TRITON_LAYOUT_FWD"  # "dpt,ns,warps,prefetch[,groups[,regs[,stages]]]" (benchmarks)
 LAYOUT_BWD_ENV = "DIFFMF_TRITON_LAYOUT_BWD"
 HEAVY_PREFETCH_ENV = "DIFFMF_TRITON_HEAVY_PREFETCH"  # the "heavy" forward sweeps' load schedule, 0/1/2 (benchmarks)
+DESIGNED_ENV = "DIFFMF_TRITON_DESIGNED"  # sweeps on the designed thread layout: "fwd_local,...", "none" (benchmarks)
+SWEEPS = ("fwd_local", "fwd_out", "bwd_local", "bwd_fwd", "bwd_rev")
+# Measured on an H100 with Triton 3.6 (docs/benchmarks.md, run 15): the designed layout is
+# faster for these sweeps with float32 B / C, slower or equal for the others and with bf16.
+DESIGNED_FP32 = ("fwd_local", "bwd_local", "bwd_fwd", "bwd_rev")
+VECTOR_BYTES = 16  # one state chunk: the widest load per thread (LDG.128)
+
+
+def _ties_ascending(version: str) -> bool:
+    """Whether this Triton gives the threads to the first of equally contiguous axes (see
+    :mod:`.kernels`): up to 3.6 it does, from 3.7 on it takes the last."""
+    major, minor = (int(v) for v in version.split(".")[:2])
+    return (major, minor) < (3, 7)
+
+
+TIES_ASCENDING = _ties_ascending(triton.__version__)
 PHASES_ENV = "DIFFMF_TRITON_PHASES"  # 1 (default): one program per route; 2: both routes of an axis per program
 MIN_SEGLEN = 128  # shortest segment on a GPU: fewer segments, less carry traffic
 # Interpreter only (tests): None = the GPU defaults (early prefetch in the forward-type sweeps,
@@ -64,14 +81,26 @@ class Layout:
     prefetch: int = 1  # load schedule of the step loop: 0 none, 1 early, 2 late (see _make_layout)
     maxnreg: int = 0  # register cap per thread (0: compiler's choice)
     stages: int = 1  # software-pipelining stages of the step loop (tl.range num_stages; 1: none)
+    backward: bool = False  # a backward sweep's layout (_bwd_fwd, _bwd_rev)
 
     @property
     def d_blk(self) -> int:
         return self.dpt * self.cg
 
-    def meta(self) -> Dict[str, int]:
-        """Kernel constexprs and launch options."""
-        m = dict(DPT=self.dpt, NPT=self.npt, SG=self.sg, CG=self.cg, NS=self.ns, PREFETCH=self.prefetch, STAGES=self.stages, num_warps=self.num_warps)
+    def chunk_count(self, elem_bytes: int) -> int:
+        """State chunks per lane (kernel constexpr NCH) of a forward-type sweep on the designed
+        layout, for B and C of ``elem_bytes``: the lane's NPT states in loads of 16 bytes when
+        that makes 2 or 4 of them (16 bf16 or fp32 states: 2 / 4), else 1 (see :mod:`.kernels`)."""
+        nch = self.npt * elem_bytes // VECTOR_BYTES
+        return nch if not self.backward and nch in (2, 4) else 1
+
+    def meta(self, elem_bytes: int, designed: bool = False) -> Dict[str, int]:
+        """Kernel constexprs and launch options for B and C of ``elem_bytes`` per value, on the
+        designed thread layout or on the one Triton picks from the plain axis order."""
+        nch = self.chunk_count(elem_bytes) if designed else 1
+        m = dict(NCH=nch, LF=designed and TIES_ASCENDING, DPT=self.dpt, NPT=self.npt // nch, SG=self.sg, CG=self.cg, NS=self.ns, PREFETCH=self.prefetch, STAGES=self.stages, num_warps=self.num_warps)
+        if not self.backward:  # the forward-type sweeps: strides hidden on the designed layout
+            m.update(OPAQUE=designed, one=1)
         if self.maxnreg:
             m["maxnreg"] = self.maxnreg
         return m
@@ -136,6 +165,28 @@ def _layout(D: int, N: int, backward: bool, seg_fast: bool, interpret: bool, *, 
     return _make_layout(D, N, backward, seg_fast, interpret, override, INTERPRET_PREFETCH, heavy, int(heavy_prefetch))
 
 
+def _meta(lay: Layout, T: "_Tensors", sweep: str) -> Dict[str, int]:
+    """``sweep``'s constexprs and launch options for the operands ``T``."""
+    elem = T.B.element_size()
+    return lay.meta(elem, _designed(sweep, elem))
+
+
+def _designed(sweep: str, elem_bytes: int) -> bool:
+    """Whether ``sweep`` runs on the designed thread layout for B / C of ``elem_bytes``: the
+    measured default (:data:`DESIGNED_FP32`) or ``$DIFFMF_TRITON_DESIGNED``."""
+    return _designed_for(sweep, elem_bytes, os.environ.get(DESIGNED_ENV))
+
+
+@functools.lru_cache(maxsize=64)
+def _designed_for(sweep: str, elem_bytes: int, spec: Optional[str]) -> bool:
+    if spec is None:
+        return elem_bytes == 4 and sweep in DESIGNED_FP32
+    names = set() if spec in ("", "none") else set(spec.split(","))
+    if names - set(SWEEPS):
+        raise ValueError(f"{DESIGNED_ENV}={spec!r}: a comma list of {', '.join(SWEEPS)}, or none")
+    return sweep in names
+
+
 def _heavy(T: "_Tensors", out: bool) -> bool:
     """Whether a forward-type sweep over ``T`` runs without early prefetch (:func:`_make_layout`)."""
     return T.B.element_size() == 4 or (out and T.rank > 0)
@@ -184,7 +235,7 @@ def _make_layout(
         cg = min(_pow2(-(-D // dpt)), 4)  # D > 8 exercises the channel-block partial sums
         default = 0 if backward else 2 if heavy else 1  # as on a GPU but for the backward sweeps; all paths are tested
         prefetch = default if interpret_prefetch is None else int(interpret_prefetch)
-        return Layout(dpt=dpt, npt=np_ // ns, sg=16, cg=cg, ns=ns, num_warps=1, prefetch=prefetch)
+        return Layout(dpt=dpt, npt=np_ // ns, sg=16, cg=cg, ns=ns, num_warps=1, prefetch=prefetch, backward=backward)
     dpt, ns, warps, prefetch, cg_max, maxnreg, stages = (4, 2, 4, 1, 16, 0, 1) if backward else (2, 1, 4, heavy_prefetch if heavy else 1, 16, 128, 1)
     if override:
         dpt, ns, warps, prefetch, cg_max, maxnreg, stages = _parse_layout(override)
@@ -195,7 +246,10 @@ def _make_layout(
     if seg_fast and cg_max:  # fewer channel groups, more adjacent columns per warp
         cg = min(cg, _pow2(cg_max))
     sg = lanes // (cg * ns)
-    return Layout(dpt=dpt, npt=np_ // ns, sg=sg, cg=cg, ns=ns, num_warps=warps, prefetch=prefetch, maxnreg=maxnreg, stages=stages)
+    return Layout(
+        dpt=dpt, npt=np_ // ns, sg=sg, cg=cg, ns=ns, num_warps=warps, prefetch=prefetch, maxnreg=maxnreg, stages=stages,
+        backward=backward,
+    )
 
 
 def _seglen(
@@ -467,7 +521,7 @@ def scan_forward(p: Problem, frames: List[_Frame]) -> Tuple[Tensor, Tensor]:
             T.u, T.dt, T.A2, T.B, _opt(T, T.bias), _opt(T, T.W), hloc, dsum,
             *T.su, *T.sd, *T.sB,
             *_geom_args(p, o), k0, kstep, p.rev_from, T.kdiv,
-            **lay.meta(), N=p.N, SEG_FAST=o.seg_fast, HAS_BIAS=T.bias is not None, SOFTPLUS=p.softplus,
+            **_meta(lay, T, "fwd_local"), N=p.N, SEG_FAST=o.seg_fast, HAS_BIAS=T.bias is not None, SOFTPLUS=p.softplus,
             R=T.rank,
         )
     _chain(p, frames[0].T, hloc, dsum, hstart, flip=0)
@@ -480,7 +534,7 @@ def scan_forward(p: Problem, frames: List[_Frame]) -> Tuple[Tensor, Tensor]:
             T.u, T.dt, T.A2, T.B, T.C, _opt(T, T.D), _opt(T, T.bias), _opt(T, T.W), hstart, f.y,
             *T.su, *T.sd, *T.sB, *T.sC, *(f.sy_out or T.sy),
             *_geom_args(p, o), k0, kstep, p.rev_from, T.kdiv, *_slot_args(p, o),
-            **lay.meta(), N=p.N, SEG_FAST=o.seg_fast, HAS_BIAS=T.bias is not None, SOFTPLUS=p.softplus,
+            **_meta(lay, T, "fwd_out"), N=p.N, SEG_FAST=o.seg_fast, HAS_BIAS=T.bias is not None, SOFTPLUS=p.softplus,
             HAS_D=T.D is not None, PHASES=phases, ACCUM=False, R=T.rank,
         )
     return hstart, dsum
@@ -515,7 +569,7 @@ def scan_backward(p: Problem, frames: List[_Frame], hstart: Tensor, dsum: Tensor
             T.dt, T.A2, T.C, _opt(T, T.bias), _opt(T, T.W), f.dy, gloc,
             *T.sd, *T.sC, *T.sy,
             *_geom_args(p, o), k0, kstep, p.rev_from, T.kdiv,
-            **lay.meta(), N=p.N, SEG_FAST=o.seg_fast, HAS_BIAS=T.bias is not None, SOFTPLUS=p.softplus, R=T.rank,
+            **_meta(lay, T, "bwd_local"), N=p.N, SEG_FAST=o.seg_fast, HAS_BIAS=T.bias is not None, SOFTPLUS=p.softplus, R=T.rank,
         )
     _chain(p, frames[0].T, gloc, dsum, gin, flip=1)
     for i, f in enumerate(frames):
@@ -533,7 +587,7 @@ def scan_backward(p: Problem, frames: List[_Frame], hstart: Tensor, dsum: Tensor
             dC_buf, zscr, zoff, dA_part, dD_part,
             *T.su, *T.sd, *T.sB, *T.sC, *T.sy, *sdc, *sz,
             *_geom_args(p, o), k0, kstep, p.rev_from, T.kdiv,
-            **lay.meta(), **flags,
+            **_meta(lay, T, "bwd_fwd"), **flags,
         )
         phases = _phases(p, o)
         k0, kstep, nk = _route_args(o, phases)
@@ -542,7 +596,7 @@ def scan_backward(p: Problem, frames: List[_Frame], hstart: Tensor, dsum: Tensor
             f.du, f.ddt, dB_buf, dA_part, dbias_part,
             *T.su, *T.sd, *T.sB, *T.sC, *T.sy, *sdc, *sz, *(f.sdu or T.sy), *f.sdd,
             *_geom_args(p, o), k0, kstep, p.rev_from, T.kdiv, *_slot_args(p, o),
-            **lay.meta(), **flags, HAS_D=T.D is not None, PHASES=phases, ACCUM=False,
+            **_meta(lay, T, "bwd_rev"), **flags, HAS_D=T.D is not None, PHASES=phases, ACCUM=False,
         )
         grads[f"dBC{i}"] = dBC
     grads["dA"] = dA_part.sum(dim=(0, 3)).reshape(p.K * p.D, p.N)
