@@ -44,6 +44,12 @@ LAYOUT_FWD_ENV = "DIFFMF_TRITON_LAYOUT_FWD"  # "dpt,ns,warps,prefetch[,groups[,r
 LAYOUT_BWD_ENV = "DIFFMF_TRITON_LAYOUT_BWD"
 HEAVY_PREFETCH_ENV = "DIFFMF_TRITON_HEAVY_PREFETCH"  # the "heavy" forward sweeps' load schedule, 0/1/2 (benchmarks)
 DESIGNED_ENV = "DIFFMF_TRITON_DESIGNED"  # sweeps on the designed thread layout: "fwd_local,...", "none" (benchmarks)
+PHASES_ENV = "DIFFMF_TRITON_PHASES"  # 1 (default): one program per route; 2: both routes of an axis per program
+MIN_SEGLEN = 128  # shortest segment on a GPU: fewer segments, less carry traffic
+# Interpreter only (tests): None = the GPU defaults (early prefetch in the forward-type sweeps,
+# the late / step-input-only schedule in "heavy" ones, see _make_layout; none in the backward
+# sweeps); 0, 1 or 2 forces that load schedule everywhere.
+INTERPRET_PREFETCH: Optional[int] = None
 SWEEPS = ("fwd_local", "fwd_out", "bwd_local", "bwd_fwd", "bwd_rev")
 # Measured on an H100 with Triton 3.6 (docs/benchmarks.md, run 15): the designed layout is
 # faster for these sweeps with float32 B / C, slower or equal for the others and with bf16.
@@ -59,12 +65,6 @@ def _ties_ascending(version: str) -> bool:
 
 
 TIES_ASCENDING = _ties_ascending(triton.__version__)
-PHASES_ENV = "DIFFMF_TRITON_PHASES"  # 1 (default): one program per route; 2: both routes of an axis per program
-MIN_SEGLEN = 128  # shortest segment on a GPU: fewer segments, less carry traffic
-# Interpreter only (tests): None = the GPU defaults (early prefetch in the forward-type sweeps,
-# the late / step-input-only schedule in "heavy" ones, see _make_layout; none in the backward
-# sweeps); 0, 1 or 2 forces that load schedule everywhere.
-INTERPRET_PREFETCH: Optional[int] = None
 
 
 @dataclass(frozen=True)
