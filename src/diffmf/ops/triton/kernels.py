@@ -285,29 +285,6 @@ def _states_only(x, n_ok, N: tl.constexpr, NP: tl.constexpr):
 
 
 @triton.jit
-def _load_per_segment(ptrs, n, mask, SEG_FAST: tl.constexpr, NCH: tl.constexpr, LF: tl.constexpr, OPAQUE: tl.constexpr):
-    """A per-channel, per-segment value (``ptrs``: one address per lane channel), read outside
-    the step loop. With OPAQUE it is read from the state layout (every state of the lane reads
-    the address; state 0's value is kept): read in its own layout, it would vectorise over
-    adjacent segments, and so would the loop's per-channel arithmetic that uses it (shared-memory
-    conversions every step, module docstring)."""
-    if OPAQUE:
-        full = tl.load(ptrs + n * 0, mask=mask & (n >= 0), other=0.0)
-        return _sum_states(tl.where(n == 0, full, 0.0), SEG_FAST, NCH, LF) + tl.where(mask, 0.0, 0.0)
-    return tl.load(ptrs, mask=mask, other=0.0)
-
-
-@triton.jit
-def _store_per_segment(ptrs, value, n, mask, OPAQUE: tl.constexpr):
-    """Store a per-channel, per-segment value after the step loop; with OPAQUE from the state
-    layout (state 0 of the lane writes it), for the reason given in :func:`_load_per_segment`."""
-    if OPAQUE:
-        tl.store(ptrs + n * 0, tl.where(n == 0, value, 0.0), mask=mask & (n == 0))
-    else:
-        tl.store(ptrs, value, mask=mask)
-
-
-@triton.jit
 def _step(t, p, o, rev, S, INNER, so, si, s_ok):
     """Memory position of step t of each lane's segment (reversed if rev) and its validity.
 
@@ -681,10 +658,10 @@ def _bwd_fwd_kernel(
     dC_ptr, zscr_ptr, zoff_ptr, dA_ptr, dD_ptr,
     su_b, su_k, sd_b, sd_k, sB_b, sB_k, sC_b, sC_k, sy_b, sy_k,
     sdc_blk, sdc_b, sdc_k, sz_b, sz_k,
-    PLANE, D, K, OUTER, INNER, S, NSEG, NSEG_STRIDE, so, si, k0, kstep, rev_from, kdiv, one,
+    PLANE, D, K, OUTER, INNER, S, NSEG, NSEG_STRIDE, so, si, k0, kstep, rev_from, kdiv,
     N: tl.constexpr, DPT: tl.constexpr, NPT: tl.constexpr, SG: tl.constexpr, CG: tl.constexpr, NS: tl.constexpr,
     SEG_FAST: tl.constexpr, HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr, PREFETCH: tl.constexpr, STAGES: tl.constexpr = 1,
-    R: tl.constexpr = 0, NCH: tl.constexpr = 1, LF: tl.constexpr = False, OPAQUE: tl.constexpr = False,
+    R: tl.constexpr = 0, NCH: tl.constexpr = 1, LF: tl.constexpr = False,
 ):
     """Backward pass 2, forward in route order from the true start state h_{s-1} = hstart:
 
@@ -692,9 +669,6 @@ def _bwd_fwd_kernel(
     dA (this half) = sum_j zh_j Dpre_j + Dseg x_{e+1} with Dpre_j = sum_{i<=j} delta_i and
     x_{e+1} = gin h_e; zoff = ZH_total + sum_n A_n x_{e+1}; dD = sum_t dy_t u_t."""
     pid_l = tl.program_id(0)
-    if OPAQUE:  # the strides' values hidden from Triton (module docstring)
-        so = so * one
-        si = si * one
     k = k0 + tl.program_id(1) * kstep
     b = tl.program_id(2).to(tl.int64)
     rev = (k >= rev_from).to(tl.int32)
@@ -763,9 +737,9 @@ def _bwd_fwd_kernel(
     xe = gi * h
     dAf += dpre * xe
     zoff = zpre + _sum_states(xe * A2, SEG_FAST, NCH, LF) * LN2
+    tl.store(zoff_ptr + seg_row * NSEG_STRIDE + s, zoff, mask=w_ok)
     tl.store(dA_ptr + (seg_row * NSEG_STRIDE + s) * N + n, dAf, mask=d_ok & n_ok)
-    _store_per_segment(zoff_ptr + seg_row * NSEG_STRIDE + s, zoff, n, w_ok, OPAQUE)
-    _store_per_segment(dD_ptr + seg_row * NSEG_STRIDE + s, dDacc, n, w_ok, OPAQUE)
+    tl.store(dD_ptr + seg_row * NSEG_STRIDE + s, dDacc, mask=w_ok)
 
 
 @_jit
@@ -774,11 +748,11 @@ def _bwd_rev_kernel(
     du_ptr, ddt_ptr, dB_ptr, dA_ptr, dbias_ptr,
     su_b, su_k, sd_b, sd_k, sB_b, sB_k, sC_b, sC_k, sy_b, sy_k,
     sdc_blk, sdc_b, sdc_k, sz_b, sz_k, sdu_b, sdu_k, sdd_b, sdd_k,
-    PLANE, D, K, OUTER, INNER, S, NSEG, NSEG_STRIDE, so, si, k0, kstep, rev_from, kdiv, y_k0, y_kdiv, one,
+    PLANE, D, K, OUTER, INNER, S, NSEG, NSEG_STRIDE, so, si, k0, kstep, rev_from, kdiv, y_k0, y_kdiv,
     N: tl.constexpr, DPT: tl.constexpr, NPT: tl.constexpr, SG: tl.constexpr, CG: tl.constexpr, NS: tl.constexpr,
     SEG_FAST: tl.constexpr, HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr, HAS_D: tl.constexpr,
     PHASES: tl.constexpr, ACCUM: tl.constexpr, PREFETCH: tl.constexpr, STAGES: tl.constexpr = 1,
-    R: tl.constexpr = 0, NCH: tl.constexpr = 1, LF: tl.constexpr = False, OPAQUE: tl.constexpr = False,
+    R: tl.constexpr = 0, NCH: tl.constexpr = 1, LF: tl.constexpr = False,
 ):
     """Backward pass 3, against route order from the adjoint gin entering the segment's end:
 
@@ -787,9 +761,6 @@ def _bwd_rev_kernel(
     ddelta_t = u_t sum_n g_t B_t + zoff - zscr_t - sum_{j>=t} ZG_j, times softplus';
     dA -= sum_t zg_t Dpre_t;  dbias = sum_t ddt_t."""
     pid_l = tl.program_id(0)
-    if OPAQUE:  # the strides' values hidden from Triton (module docstring)
-        so = so * one
-        si = si * one
     b = tl.program_id(2).to(tl.int64)
     for ph in tl.static_range(PHASES):
         k = k0 + (tl.program_id(1) * PHASES + ph) * kstep
@@ -808,8 +779,8 @@ def _bwd_rev_kernel(
             Dk = tl.load(D_ptr + kd)
         seg_row = (b * K + k) * D + d
         gh = tl.load(gin_ptr + (seg_row * NSEG_STRIDE + s) * N + n, mask=d_ok & n_ok, other=0.0)
-        zoff = _load_per_segment(zoff_ptr + seg_row * NSEG_STRIDE + s, n, d_ok, SEG_FAST, NCH, LF, OPAQUE)
-        dseg = _load_per_segment(dsum_ptr + seg_row * NSEG_STRIDE + s, n, d_ok, SEG_FAST, NCH, LF, OPAQUE)
+        zoff = tl.load(zoff_ptr + seg_row * NSEG_STRIDE + s, mask=d_ok, other=0.0)
+        dseg = tl.load(dsum_ptr + seg_row * NSEG_STRIDE + s, mask=d_ok, other=0.0)
         u_b = u_ptr + (b * su_b + k * su_k)
         W0, W1, W2, W3 = _dt_rows(W_ptr, kd, R)
         dt_b = dt_ptr + (b * sd_b + (k // kdiv) * sd_k)
@@ -889,7 +860,7 @@ def _bwd_rev_kernel(
             gh = tl.exp2(dl * A2) * g
         dA_p = dA_ptr + (seg_row * NSEG_STRIDE + s) * N + n
         tl.store(dA_p, tl.load(dA_p, mask=d_ok & n_ok, other=0.0) - dAr, mask=d_ok & n_ok)
-        _store_per_segment(dbias_ptr + seg_row * NSEG_STRIDE + s, dbacc, n, w_ok, OPAQUE)
+        tl.store(dbias_ptr + seg_row * NSEG_STRIDE + s, dbacc, mask=w_ok)
         if PHASES > 1:
             tl.debug_barrier()
 

@@ -53,6 +53,8 @@ INTERPRET_PREFETCH: Optional[int] = None
 SWEEPS = ("fwd_local", "fwd_out", "bwd_local", "bwd_fwd", "bwd_rev")
 # Measured on an H100 with Triton 3.6 (docs/benchmarks.md, run 15): the designed layout is
 # faster for these sweeps with float32 B / C, slower or equal for the others and with bf16.
+# The backward sweeps with their strides hidden as well (3 barriers per step instead of 12-15)
+# were slower in bf16 and no faster in float32 (run 16, commit c17fd14, reverted).
 DESIGNED_FP32 = ("fwd_local", "bwd_local", "bwd_fwd", "bwd_rev")
 VECTOR_BYTES = 16  # one state chunk: the widest load per thread (LDG.128)
 
@@ -91,16 +93,16 @@ class Layout:
         """State chunks per lane (kernel constexpr NCH) of a forward-type sweep on the designed
         layout, for B and C of ``elem_bytes``: the lane's NPT states in loads of 16 bytes when
         that makes 2 or 4 of them (16 bf16 or fp32 states: 2 / 4), else 1 (see :mod:`.kernels`)."""
-        width = 4 if self.backward else elem_bytes  # the backward stores float32 dB / dC partials per state
-        nch = self.npt * width // VECTOR_BYTES
-        return nch if nch in (2, 4) else 1
+        nch = self.npt * elem_bytes // VECTOR_BYTES
+        return nch if not self.backward and nch in (2, 4) else 1
 
     def meta(self, elem_bytes: int, designed: bool = False) -> Dict[str, int]:
         """Kernel constexprs and launch options for B and C of ``elem_bytes`` per value, on the
         designed thread layout or on the one Triton picks from the plain axis order."""
         nch = self.chunk_count(elem_bytes) if designed else 1
         m = dict(NCH=nch, LF=designed and TIES_ASCENDING, DPT=self.dpt, NPT=self.npt // nch, SG=self.sg, CG=self.cg, NS=self.ns, PREFETCH=self.prefetch, STAGES=self.stages, num_warps=self.num_warps)
-        m.update(OPAQUE=designed, one=1)  # strides hidden on the designed layout
+        if not self.backward:  # the forward-type sweeps: strides hidden on the designed layout
+            m.update(OPAQUE=designed, one=1)
         if self.maxnreg:
             m["maxnreg"] = self.maxnreg
         return m
