@@ -404,10 +404,9 @@ def merged_layer_norm_fwd(
         gate = gate.contiguous()
     bc = _pow2(c)
     warps = MERGE_WARPS
-    spec = None if triton_interpreting() else env_ints(MERGE_TILES_ENV, "rows,cols,warps")
-    if triton_interpreting():
+    if triton_interpreting():  # the tile override is for GPUs only
         bh, bw = 2, 4  # several tiles and ragged edges on tiny maps
-    elif spec:
+    elif spec := env_ints(MERGE_TILES_ENV, "rows,cols,warps"):
         bh, bw, warps = spec
     else:
         bw = min(16, _pow2(w))
