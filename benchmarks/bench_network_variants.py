@@ -6,10 +6,11 @@
 One model (paper preset, shipped weights) and one random 640x480 pair; for each round and
 each variant (the defaults first, then the ``--variant`` list in order, so rounds interleave)
 the batch-1 fuse is captured in a CUDA graph with the variant's environment set
-(``bench_scan.env_overrides``) and replayed ``--reps`` times; the table gives the median per
+(``bench_scan.env_overrides``) and replayed ``--reps`` times (``--eager``: called eagerly
+``--reps`` times, host call to GPU end); the table gives the median per
 round, in bf16 autocast and in float32 (what ``diffmf fuse`` runs by default), and whether the
 output is bitwise equal to the defaults' (a schedule must not change the image). Writes
-``network_variants.json`` to ``--out``.
+``network_variants[_eager]_<size>.json`` to ``--out``.
 """
 from __future__ import annotations
 
@@ -54,6 +55,27 @@ def graphed_fuse_ms(model, ir: torch.Tensor, vi: torch.Tensor, bf16: bool, reps:
     return ms, box["y"].clone()
 
 
+def eager_fuse_ms(model, ir: torch.Tensor, vi: torch.Tensor, bf16: bool, reps: int) -> Tuple[float, torch.Tensor]:
+    """Median ms of one eager batch-1 fuse (what ``diffmf fuse`` runs above its CUDA-graph
+    size limit), from the host call to the GPU's end (synchronised), and its output."""
+    import time
+
+    def fuse() -> torch.Tensor:
+        with torch.inference_mode(), torch.autocast("cuda", dtype=torch.bfloat16, enabled=bf16):
+            return model(ir, vi)
+
+    for _ in range(3):
+        y = fuse()
+    times = []
+    for _ in range(reps):
+        torch.cuda.synchronize()
+        t0 = time.perf_counter()
+        y = fuse()
+        torch.cuda.synchronize()
+        times.append((time.perf_counter() - t0) * 1e3)
+    return statistics.median(times), y.clone()
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--variant", action="append", default=[], type=bench_scan.parse_variant,
@@ -62,6 +84,7 @@ def main(argv=None) -> int:
     ap.add_argument("--rounds", type=int, default=2)
     ap.add_argument("--reps", type=int, default=20)
     ap.add_argument("--dtypes", default="bf16,fp32")
+    ap.add_argument("--eager", action="store_true", help="time eager calls (host to GPU end) instead of graph replays")
     ap.add_argument("--out", type=Path, default=None)
     args = ap.parse_args(argv)
 
@@ -79,21 +102,24 @@ def main(argv=None) -> int:
         for _ in range(args.rounds):
             for name, env in zip(names, variants):
                 with bench_scan.env_overrides(env):
-                    ms, y = graphed_fuse_ms(model, ir, vi, dtype == "bf16", args.reps)
+                    timer = eager_fuse_ms if args.eager else graphed_fuse_ms
+                    ms, y = timer(model, ir, vi, dtype == "bf16", args.reps)
                 times[name].append(ms)
                 ref = y if ref is None else ref
                 equal[name] = equal.get(name, True) and bool(torch.equal(y, ref))
                 torch.cuda.empty_cache()
         for name in names:
             rows.append(dict(dtype=dtype, variant=name, ms=times[name], bitwise_equal=equal[name]))
-    print(f"# {torch.cuda.get_device_name(dev)}, fuse {w}x{h} batch 1 as a CUDA graph, median of {args.reps} replays per round")
+    how = f"eagerly, median of {args.reps} calls" if args.eager else f"as a CUDA graph, median of {args.reps} replays"
+    print(f"# {torch.cuda.get_device_name(dev)}, fuse {w}x{h} batch 1 {how} per round")
     print(f"{'dtype':5}  {'variant':60}  {'ms per round':30}  bitwise")
     for r in rows:
         print(f"{r['dtype']:5}  {r['variant'][:60]:60}  {' / '.join(f'{t:.3f}' for t in r['ms']):30}  {r['bitwise_equal']}")
     if args.out:
         args.out.mkdir(parents=True, exist_ok=True)
-        meta = dict(device=torch.cuda.get_device_name(dev), torch=torch.__version__, size=args.size, reps=args.reps)
-        (args.out / "network_variants.json").write_text(json.dumps(dict(meta=meta, rows=rows), indent=1))
+        meta = dict(device=torch.cuda.get_device_name(dev), torch=torch.__version__, size=args.size, reps=args.reps,
+                    eager=args.eager)
+        (args.out / f"network_variants{'_eager' if args.eager else ''}_{args.size}.json").write_text(json.dumps(dict(meta=meta, rows=rows), indent=1))
     return 0
 
 

@@ -47,14 +47,15 @@ def _wall_ms(fn, reps: int = 10) -> str:
     return f"wall time per call (median of {reps}, no profiler): {statistics.median(out):.1f} ms\n"
 
 
-def _profiled(fn, warmup: int = 3):
-    """torch.profiler (CPU + CUDA) over one call of ``fn`` after ``warmup`` calls."""
+def _profiled(fn, warmup: int = 3, shapes: bool = False):
+    """torch.profiler (CPU + CUDA) over one call of ``fn`` after ``warmup`` calls (recording
+    the ops' input shapes with ``shapes``)."""
     from torch.profiler import ProfilerActivity, profile
 
     for _ in range(warmup):
         fn()
     torch.cuda.synchronize()
-    with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
+    with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA], record_shapes=shapes) as prof:
         fn()
         torch.cuda.synchronize()
     return prof
@@ -78,6 +79,11 @@ def profile_model(args) -> str:
             model(ir, vi)
 
     out = [f"# fuse {w}x{h}, batch 1, bf16, inference\n", _table(_profiled(fuse), args.top)]
+    if args.shapes:  # the ops (not kernels) by their own GPU time, per input shape
+        avg = _profiled(fuse, shapes=True).key_averages(group_by_input_shape=True)
+        out += [f"\n# fuse {w}x{h}, bf16: ops by self GPU time, per input shape\n",
+                avg.table(sort_by="self_cuda_time_total", row_limit=args.shapes, max_name_column_width=40,
+                          max_shapes_column_width=90)]
     out += [f"\n# fuse {w}x{h}, batch 1, fp32 (diffmf fuse default), inference\n", _table(_profiled(fuse_fp32), args.top)]
     if args.no_train:
         return "".join(out)
@@ -130,6 +136,8 @@ def main(argv=None) -> int:
     ap.add_argument("--out", type=Path, default=None)
     ap.add_argument("--forward-only", action="store_true", help="scan: the forward alone (no grad)")
     ap.add_argument("--no-train", action="store_true", help="model: skip the training-step profile")
+    ap.add_argument("--shapes", type=int, default=0, metavar="ROWS",
+                    help="model: also list the bf16 fuse's ops by self GPU time per input shape (ROWS rows)")
     ap.add_argument("--by-cpu", action="store_true", help="model: also list the training step's ops by host time")
     args = ap.parse_args(argv)
     args.size = tuple(int(v) for v in args.size.lower().split("x"))
