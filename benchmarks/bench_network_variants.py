@@ -7,7 +7,8 @@ One model (paper preset, shipped weights) and one random 640x480 pair; for each 
 each variant (the defaults first, then the ``--variant`` list in order, so rounds interleave)
 the batch-1 fuse is captured in a CUDA graph with the variant's environment set
 (``bench_scan.env_overrides``) and replayed ``--reps`` times (``--eager``: called eagerly
-``--reps`` times, host call to GPU end); the table gives the median per
+``--reps`` times, host call to GPU end, and the peak memory one call allocates on top of
+what is allocated before it); the table gives the median per
 round, in bf16 autocast and in float32 (what ``diffmf fuse`` runs by default), and whether the
 output is bitwise equal to the defaults' (a schedule must not change the image). Writes
 ``network_variants[_eager]_<size>.json`` to ``--out``.
@@ -41,7 +42,7 @@ def random_pair(h: int, w: int, dev: torch.device, seed: int = 0) -> Tuple[torch
     return torch.rand(1, 1, h, w, device=dev, generator=gen), torch.rand(1, 1, h, w, device=dev, generator=gen)
 
 
-def graphed_fuse_ms(model, ir: torch.Tensor, vi: torch.Tensor, bf16: bool, reps: int) -> Tuple[float, torch.Tensor]:
+def graphed_fuse_ms(model, ir: torch.Tensor, vi: torch.Tensor, bf16: bool, reps: int) -> Tuple[float, torch.Tensor, None]:
     """Median ms of one batch-1 fuse (inference mode, bf16 autocast if ``bf16``) captured in a
     CUDA graph and replayed ``reps`` times (:func:`bench_scan.graph_replay_ms`), and a copy of
     its output."""
@@ -52,12 +53,13 @@ def graphed_fuse_ms(model, ir: torch.Tensor, vi: torch.Tensor, bf16: bool, reps:
             box["y"] = model(ir, vi)
 
     ms = statistics.median(bench_scan.graph_replay_ms(fuse, reps))
-    return ms, box["y"].clone()
+    return ms, box["y"].clone(), None
 
 
-def eager_fuse_ms(model, ir: torch.Tensor, vi: torch.Tensor, bf16: bool, reps: int) -> Tuple[float, torch.Tensor]:
+def eager_fuse_ms(model, ir: torch.Tensor, vi: torch.Tensor, bf16: bool, reps: int) -> Tuple[float, torch.Tensor, float]:
     """Median ms of one eager batch-1 fuse (what ``diffmf fuse`` runs above its CUDA-graph
-    size limit), from the host call to the GPU's end (synchronised), and its output."""
+    size limit), from the host call to the GPU's end (synchronised), its output, and the peak
+    MiB one call allocates on top of what was allocated before it."""
     import time
 
     def fuse() -> torch.Tensor:
@@ -66,6 +68,12 @@ def eager_fuse_ms(model, ir: torch.Tensor, vi: torch.Tensor, bf16: bool, reps: i
 
     for _ in range(3):
         y = fuse()
+    torch.cuda.synchronize()
+    torch.cuda.reset_peak_memory_stats()
+    base = torch.cuda.memory_allocated()
+    y = fuse()
+    torch.cuda.synchronize()
+    peak_mib = (torch.cuda.max_memory_allocated() - base) / 2**20
     times = []
     for _ in range(reps):
         torch.cuda.synchronize()
@@ -73,7 +81,7 @@ def eager_fuse_ms(model, ir: torch.Tensor, vi: torch.Tensor, bf16: bool, reps: i
         y = fuse()
         torch.cuda.synchronize()
         times.append((time.perf_counter() - t0) * 1e3)
-    return statistics.median(times), y.clone()
+    return statistics.median(times), y.clone(), peak_mib
 
 
 def main(argv=None) -> int:
@@ -99,22 +107,26 @@ def main(argv=None) -> int:
         ref = None
         times: Dict[str, List[float]] = {n: [] for n in names}
         equal: Dict[str, bool] = {}
+        peaks: Dict[str, float] = {}
         for _ in range(args.rounds):
             for name, env in zip(names, variants):
                 with bench_scan.env_overrides(env):
                     timer = eager_fuse_ms if args.eager else graphed_fuse_ms
-                    ms, y = timer(model, ir, vi, dtype == "bf16", args.reps)
+                    ms, y, peak = timer(model, ir, vi, dtype == "bf16", args.reps)
                 times[name].append(ms)
+                if peak is not None:
+                    peaks[name] = peak
                 ref = y if ref is None else ref
                 equal[name] = equal.get(name, True) and bool(torch.equal(y, ref))
                 torch.cuda.empty_cache()
         for name in names:
-            rows.append(dict(dtype=dtype, variant=name, ms=times[name], bitwise_equal=equal[name]))
+            rows.append(dict(dtype=dtype, variant=name, ms=times[name], bitwise_equal=equal[name], peak_mib=peaks.get(name)))
     how = f"eagerly, median of {args.reps} calls" if args.eager else f"as a CUDA graph, median of {args.reps} replays"
     print(f"# {torch.cuda.get_device_name(dev)}, fuse {w}x{h} batch 1 {how} per round")
-    print(f"{'dtype':5}  {'variant':60}  {'ms per round':30}  bitwise")
+    print(f"{'dtype':5}  {'variant':60}  {'ms per round':30}  bitwise  {'peak MiB' if args.eager else ''}")
     for r in rows:
-        print(f"{r['dtype']:5}  {r['variant'][:60]:60}  {' / '.join(f'{t:.3f}' for t in r['ms']):30}  {r['bitwise_equal']}")
+        peak = f"{r['peak_mib']:.0f}" if r["peak_mib"] is not None else ""
+        print(f"{r['dtype']:5}  {r['variant'][:60]:60}  {' / '.join(f'{t:.3f}' for t in r['ms']):30}  {r['bitwise_equal']!s:7}  {peak}")
     if args.out:
         args.out.mkdir(parents=True, exist_ok=True)
         meta = dict(device=torch.cuda.get_device_name(dev), torch=torch.__version__, size=args.size, reps=args.reps,

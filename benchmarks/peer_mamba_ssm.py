@@ -305,7 +305,7 @@ def bench_network(ext, sizes: List[Tuple[int, int]], reps: int, rounds: int) -> 
                     vss.selective_scan_2d_lowrank = fn
                     try:
                         torch.cuda.reset_peak_memory_stats()
-                        t, y = bench_network_variants.graphed_fuse_ms(model, ir, vi, dtype == "bf16", reps)
+                        t, y, _ = bench_network_variants.graphed_fuse_ms(model, ir, vi, dtype == "bf16", reps)
                         peak = torch.cuda.max_memory_allocated() / 2**20
                     finally:
                         vss.selective_scan_2d_lowrank = ours

@@ -26,6 +26,7 @@ from diffmf.model.blocks import make_ss2d
 from diffmf.model.config import ModelConfig
 from diffmf.model.layers import channel_mean
 from diffmf.model.restormer import MDTA
+from diffmf.ops.branches import run_branches
 from diffmf.ops.layernorm import FastLayerNorm
 
 
@@ -53,19 +54,30 @@ class CrossModalSSD(nn.Module):
             self.ssm_ir, self.ssm_vi = make_ss2d(cfg, c), make_ss2d(cfg, c)
 
     def forward(self, f_ir: Tensor, f_vi: Tensor) -> Tuple[Tensor, Tensor]:
+        if not self.attention:
+            return self._exchange_ss2d(f_ir, f_vi)
         x_ir, x_vi = self.norm_ir(f_ir), self.norm_vi(f_vi)
-        if self.attention:
-            q = {}
-            q["ir"], q["vi"] = self.ssm_ir.qkv_maps(x_ir), self.ssm_vi.qkv_maps(x_vi)
-            (s_ir, s_vi) = self.sources
-            out_ir = self.ssm_ir.attend(q[s_ir][0], q[s_ir][1], q["ir"][2], x_ir.shape)
-            out_vi = self.ssm_vi.attend(q[s_vi][0], q[s_vi][1], q["vi"][2], x_vi.shape)
-            return out_ir, out_vi
-        p = {"ir": self.ssm_ir.project(x_ir), "vi": self.ssm_vi.project(x_vi)}  # eq. (4)-(5)
+        q = {"ir": self.ssm_ir.qkv_maps(x_ir), "vi": self.ssm_vi.qkv_maps(x_vi)}
         s_ir, s_vi = self.sources
-        y_ir = self.ssm_ir.scan(p["ir"].x, p["ir"].dt, p[s_ir].B, p[s_ir].C)  # eq. (6)
-        y_vi = self.ssm_vi.scan(p["vi"].x, p["vi"].dt, p[s_vi].B, p[s_vi].C)
-        return self.ssm_ir.output(y_ir, p["ir"].z), self.ssm_vi.output(y_vi, p["vi"].z)
+        out_ir = self.ssm_ir.attend(q[s_ir][0], q[s_ir][1], q["ir"][2], x_ir.shape)
+        out_vi = self.ssm_vi.attend(q[s_vi][0], q[s_vi][1], q["vi"][2], x_vi.shape)
+        return out_ir, out_vi
+
+    def _exchange_ss2d(self, f_ir: Tensor, f_vi: Tensor) -> Tuple[Tensor, Tensor]:
+        """Eq. (4)-(6) with SS2D; each modality's branch concurrent on CUDA at inference
+        (:func:`~diffmf.ops.branches.run_branches`), joined where B and C are exchanged."""
+        dev = f_ir.device
+        p_ir, p_vi = run_branches([  # eq. (4)-(5)
+            lambda: self.ssm_ir.project(self.norm_ir(f_ir)),
+            lambda: self.ssm_vi.project(self.norm_vi(f_vi)),
+        ], dev)
+        p = {"ir": p_ir, "vi": p_vi}
+        s_ir, s_vi = self.sources
+        out_ir, out_vi = run_branches([  # eq. (6)
+            lambda: self.ssm_ir.output(self.ssm_ir.scan(p_ir.x, p_ir.dt, p[s_ir].B, p[s_ir].C), p_ir.z),
+            lambda: self.ssm_vi.output(self.ssm_vi.scan(p_vi.x, p_vi.dt, p[s_vi].B, p[s_vi].C), p_vi.z),
+        ], dev)
+        return out_ir, out_vi
 
 
 class ChannelReweighting(nn.Module):

@@ -18,6 +18,7 @@ from torch import Tensor, nn
 from diffmf.model.blocks import make_blocks
 from diffmf.model.config import ModelConfig
 from diffmf.model.layers import ConvCL
+from diffmf.ops.branches import run_branches
 
 GUIDANCE_MODES = ("sequential_ir_first", "sequential_vi_first", "parallel", "add")
 
@@ -77,9 +78,11 @@ class DiffStage(nn.Module):
         self.mode = guidance_mode(cfg.variant)
 
     def forward(self, self_ir: Tensor, self_vi: Tensor, share_ir: Tensor, share_vi: Tensor) -> Tuple[Tensor, Tensor, Tensor, Tensor]:
-        self_vi = self.self_vi(self_vi)  # line 1
-        self_ir = self.self_ir(self_ir)  # line 2
-        shared = self.share_blocks(self.share_conv(torch.cat([share_vi, share_ir], dim=0)))  # line 3, one batch
+        self_vi, self_ir, shared = run_branches([  # independent: concurrent on CUDA at inference
+            lambda: self.self_vi(self_vi),  # line 1
+            lambda: self.self_ir(self_ir),  # line 2
+            lambda: self.share_blocks(self.share_conv(torch.cat([share_vi, share_ir], dim=0))),  # line 3, one batch
+        ], self_ir.device)
         share_vi, share_ir = shared.chunk(2, dim=0)
         diff = difference_map(share_vi, share_ir)  # line 4
         ir, vi = difference_guidance(self_ir, self_vi, diff, self.mode, share_ir, share_vi)  # lines 5-6

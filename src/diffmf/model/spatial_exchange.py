@@ -16,7 +16,7 @@ low = 1/4, reached by learned patch-merging convolutions) are fused coarse-to-fi
 """
 from __future__ import annotations
 
-from typing import Tuple
+from typing import Callable, Tuple
 
 import torch
 from torch import Tensor, nn
@@ -24,6 +24,7 @@ from torch import Tensor, nn
 from diffmf.model.blocks import make_block
 from diffmf.model.config import ModelConfig
 from diffmf.model.layers import ConvCL, upsample_cl
+from diffmf.ops.branches import run_branches
 
 
 def column_arrange(ir: Tensor, vi: Tensor) -> Tensor:
@@ -67,10 +68,19 @@ class CrossModalScan(nn.Module):
         self.proj = nn.Linear(3 * c, c)
 
     def forward(self, m_ir: Tensor, m_vi: Tensor) -> Tensor:
-        col_ir, col_vi = column_split(self.column(column_arrange(m_ir, m_vi)))
-        row_ir, row_vi = row_split(self.row(row_arrange(m_ir, m_vi)))
-        cat = self.concat(self.concat_proj(concat_arrange(m_ir, m_vi)))
-        return self.proj(torch.cat([(col_ir + col_vi) * 0.5, (row_ir + row_vi) * 0.5, cat], dim=-1))
+        def column() -> Tensor:
+            col_ir, col_vi = column_split(self.column(column_arrange(m_ir, m_vi)))
+            return (col_ir + col_vi) * 0.5
+
+        def row() -> Tensor:
+            row_ir, row_vi = row_split(self.row(row_arrange(m_ir, m_vi)))
+            return (row_ir + row_vi) * 0.5
+
+        def concat() -> Tensor:
+            return self.concat(self.concat_proj(concat_arrange(m_ir, m_vi)))
+
+        # the three token maps are independent: concurrent on CUDA at inference
+        return self.proj(torch.cat(run_branches([column, row, concat], m_ir.device), dim=-1))
 
 
 class SpatialExchange(nn.Module):
@@ -88,7 +98,11 @@ class SpatialExchange(nn.Module):
         self.merge = nn.ModuleList([nn.Linear(2 * c, c) for _ in range(levels - 1)])
 
     def forward(self, f_ir: Tensor, f_vi: Tensor) -> Tensor:
-        outs = [lvl(d_ir(f_ir), d_vi(f_vi)) for lvl, d_ir, d_vi in zip(self.levels, self.down_ir, self.down_vi)]
+        def scale(lvl: nn.Module, d_ir: nn.Module, d_vi: nn.Module) -> Callable[[], Tensor]:
+            return lambda: lvl(d_ir(f_ir), d_vi(f_vi))
+
+        # the scales are independent until they are merged: concurrent on CUDA at inference
+        outs = run_branches([scale(*m) for m in zip(self.levels, self.down_ir, self.down_vi)], f_ir.device)
         y = outs[-1]
         for l in range(len(outs) - 2, -1, -1):  # coarse to fine
             y = self.merge[l](torch.cat([outs[l], upsample_cl(y, outs[l].shape[1:3])], dim=-1))

@@ -1,0 +1,91 @@
+"""Independent branches of the network run concurrently on CUDA streams at inference.
+
+DIFF-MF has several branches that do not depend on each other: the two modality branches and
+the shared branch of each difference-driven stage (Algorithm 1 lines 1-3), the two scans of
+the cross-modal SSD exchange (eq. 6), the three scales of the spatial exchange and the column /
+row / concat blocks inside each. Run one after the other, each kernel's last wave and every
+small kernel (the scan's chain pass, the coarse scales) leaves most of the GPU idle.
+:func:`run_branches` puts branch 2, 3, ... on side streams forked from the current one and joins
+them back before returning, so the GPU overlaps them. Each branch runs the same kernels on the
+same inputs as before: the results are bitwise the same (for the network's kernels; an op whose
+float result depends on timing, such as a scan with decoupled look-back like ``cumsum``, would
+not be). Forked streams are captured by CUDA graphs as parallel branches of the graph. (The
+fused 2-D scan's two frames on streams of their own as well were measured and not kept:
+docs/benchmarks.md, run 17.)
+
+Used only where it is safe and pays: CUDA tensors and no autograd graph being recorded (the
+backward of a multi-stream forward would need its own care). Elsewhere, or when switched off
+(:func:`set_branch_streams`, ``DIFFMF_BRANCH_STREAMS=0``), the branches run in order on the
+current stream.
+
+Contract for callers: a branch's inputs must stay referenced until :func:`run_branches`
+returns (closures over the caller's locals do), so that the caching allocator cannot hand their
+memory to other work while a side stream still reads them.
+"""
+from __future__ import annotations
+
+import os
+from typing import Any, Callable, Dict, List, Optional, Sequence
+
+import torch
+
+ENV_VAR = "DIFFMF_BRANCH_STREAMS"  # "0" / "off": branches in order on the current stream
+_setting: Optional[bool] = None  # set_branch_streams(); None: the environment, else on
+_free: Dict[int, List["torch.cuda.Stream"]] = {}  # per device: side streams not in use
+
+
+def set_branch_streams(enabled: Optional[bool]) -> None:
+    """Process-wide switch: True / False, or None for ``$DIFFMF_BRANCH_STREAMS`` (default on)."""
+    global _setting
+    _setting = enabled
+
+
+def branch_streams_enabled() -> bool:
+    """Whether :func:`run_branches` may use side streams (the switch, then the environment)."""
+    if _setting is not None:
+        return _setting
+    return os.environ.get(ENV_VAR, "1").strip().lower() not in ("0", "off", "false", "no")
+
+
+def _acquire(device: torch.device) -> "torch.cuda.Stream":
+    pool = _free.setdefault(device.index, [])
+    return pool.pop() if pool else torch.cuda.Stream(device=device)
+
+
+def run_branches(fns: Sequence[Callable[[], Any]], device: torch.device) -> List[Any]:
+    """``[fn() for fn in fns]``, the branches concurrently on CUDA streams when ``device`` is a
+    CUDA device, no gradient is being recorded and the switch is on (module docstring)."""
+    if len(fns) < 2 or device.type != "cuda" or torch.is_grad_enabled() or not branch_streams_enabled():
+        return [fn() for fn in fns]
+    if device.index is None:
+        device = torch.device("cuda", torch.cuda.current_device())
+    main = torch.cuda.current_stream(device)
+    sides = [_acquire(device) for _ in fns[1:]]
+    try:
+        for s in sides:
+            s.wait_stream(main)  # fork: the side stream starts after everything queued so far
+        outs = [fns[0]()]
+        for fn, s in zip(fns[1:], sides):
+            with torch.cuda.stream(s):
+                outs.append(fn())
+    finally:
+        for s in sides:
+            main.wait_stream(s)  # join: later work on the main stream waits for every branch
+        _free[device.index].extend(reversed(sides))
+    for out, s in zip(outs[1:], sides):
+        _record(out, main)
+    return outs
+
+
+def _record(obj: Any, stream: "torch.cuda.Stream") -> None:
+    """Mark the tensors in ``obj`` (nested tuples / lists / dicts) as used on ``stream``, so
+    that their memory, allocated on a side stream, is not reused before ``stream``'s work on
+    them is done."""
+    if isinstance(obj, torch.Tensor):
+        obj.record_stream(stream)
+    elif isinstance(obj, (tuple, list)):
+        for o in obj:
+            _record(o, stream)
+    elif isinstance(obj, dict):
+        for o in obj.values():
+            _record(o, stream)

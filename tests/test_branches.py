@@ -1,0 +1,98 @@
+"""Independent network branches on CUDA streams (diffmf.ops.branches)."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+import diffmf
+from diffmf.ops import branches
+from diffmf.ops.branches import branch_streams_enabled, run_branches, set_branch_streams
+
+cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+
+
+@pytest.fixture
+def switch():
+    yield set_branch_streams
+    set_branch_streams(None)
+
+
+def test_switch_follows_setting_then_environment(switch, monkeypatch):
+    monkeypatch.delenv(branches.ENV_VAR, raising=False)
+    assert branch_streams_enabled()
+    monkeypatch.setenv(branches.ENV_VAR, "0")
+    assert not branch_streams_enabled()
+    switch(True)
+    assert branch_streams_enabled()
+    switch(False)
+    monkeypatch.setenv(branches.ENV_VAR, "1")
+    assert not branch_streams_enabled()
+
+
+def test_cpu_branches_run_in_order_on_the_current_thread():
+    calls = []
+
+    def branch(i):
+        def fn():
+            calls.append(i)
+            return torch.full((2,), float(i))
+        return fn
+
+    with torch.no_grad():
+        outs = run_branches([branch(i) for i in range(3)], torch.device("cpu"))
+    assert calls == [0, 1, 2]
+    assert [o[0].item() for o in outs] == [0.0, 1.0, 2.0]
+
+
+def _model(device):
+    torch.manual_seed(0)
+    model = diffmf.build_model("diffmf_tiny").to(device).eval()
+    for p in model.parameters():
+        p.data.add_(0.05 * torch.randn_like(p))
+    return model
+
+
+@cuda
+def test_side_streams_give_the_sequential_result_and_are_reused(switch):
+    dev = torch.device("cuda", torch.cuda.current_device())
+    branches._free.clear()
+    x = torch.randn(1 << 20, device=dev)
+    fns = [lambda: (x * 2).sum(), lambda: (x + 1).exp(), lambda: {"m": x.max(), "t": (x, x.abs())}]
+    with torch.no_grad():
+        switch(False)
+        ref = run_branches(fns, dev)
+        assert not branches._free  # no side stream taken
+        switch(True)
+        out = run_branches(fns, dev)
+        pool = list(branches._free[dev.index])
+        assert len(pool) == 2 and torch.cuda.current_stream(dev) not in pool
+        run_branches(fns, dev)
+        assert {id(s) for s in branches._free[dev.index]} == {id(s) for s in pool}  # reused, not made per call
+    assert torch.equal(out[0], ref[0]) and torch.equal(out[1], ref[1])
+    assert torch.equal(out[2]["m"], ref[2]["m"]) and torch.equal(out[2]["t"][1], ref[2]["t"][1])
+    with torch.enable_grad():  # recording autograd: in order on the current stream
+        branches._free.clear()
+        run_branches([lambda: x.sum(), lambda: x.sum()], dev)
+        assert not branches._free
+
+
+@cuda
+@pytest.mark.parametrize("amp", [False, True])
+def test_network_is_bitwise_the_same_with_branch_streams(switch, amp):
+    dev = torch.device("cuda")
+    model = _model(dev)
+    ir, vi = torch.rand(1, 1, 36, 52, device=dev), torch.rand(1, 1, 36, 52, device=dev)
+
+    def run(a=ir, b=vi):
+        with torch.inference_mode(), torch.autocast("cuda", dtype=torch.bfloat16, enabled=amp):
+            return model(a, b).clone()
+
+    switch(False)
+    ref = run()
+    switch(True)
+    assert torch.equal(run(), ref)
+    from diffmf.engine.graphs import GraphedCall
+
+    graphed = GraphedCall(run, eager_runs=1)
+    for _ in range(3):  # eager, capture, replay
+        assert torch.equal(graphed(ir, vi), ref)
