@@ -22,16 +22,14 @@ from __future__ import annotations
 
 import functools
 import logging
-import functools
 import os
 from dataclasses import dataclass, replace
-from typing import Callable, Dict, List, Optional, Tuple
+from typing import Dict, List, Optional, Tuple
 
 import torch
 import triton
 from torch import Tensor
 
-from diffmf.ops.branches import run_branches
 from diffmf.ops.cross_scan import FrameMaps, RouteSums
 from diffmf.ops.dispatch import needs_grad, triton_interpreting
 from diffmf.ops.triton import kernels as _k
@@ -46,7 +44,6 @@ LAYOUT_FWD_ENV = "DIFFMF_TRITON_LAYOUT_FWD"  # "dpt,ns,warps,prefetch[,groups[,r
 LAYOUT_BWD_ENV = "DIFFMF_TRITON_LAYOUT_BWD"
 HEAVY_PREFETCH_ENV = "DIFFMF_TRITON_HEAVY_PREFETCH"  # the "heavy" forward sweeps' load schedule, 0/1/2 (benchmarks)
 DESIGNED_ENV = "DIFFMF_TRITON_DESIGNED"  # sweeps on the designed thread layout: "fwd_local,...", "none" (benchmarks)
-FRAME_STREAMS_ENV = "DIFFMF_TRITON_FRAME_STREAMS"  # "0": the 2-D op's frames in order at inference (benchmarks)
 PHASES_ENV = "DIFFMF_TRITON_PHASES"  # 1 (default): one program per route; 2: both routes of an axis per program
 MIN_SEGLEN = 128  # shortest segment on a GPU: fewer segments, less carry traffic
 # Interpreter only (tests): None = the GPU defaults (early prefetch in the forward-type sweeps,
@@ -509,12 +506,8 @@ def grad_planes(buf: Tensor, h: int, w: int, transpose: bool) -> Tensor:
     return buf.view(*lead, h, w, n).permute(*range(r), r + 2, r, r + 1)
 
 
-def scan_forward(p: Problem, frames: List[_Frame], concurrent: bool = False) -> Tuple[Tensor, Tensor]:
-    """Passes 1-3 for every frame (writes each frame's y, float32); returns (hstart, dsum).
-
-    ``concurrent``: the frames' sweeps of a pass, which touch disjoint outputs, are launched on
-    CUDA streams of their own (:func:`diffmf.ops.branches.run_branches`; inference), so one
-    frame's programs fill the last wave of the other's."""
+def scan_forward(p: Problem, frames: List[_Frame]) -> Tuple[Tensor, Tensor]:
+    """Passes 1-3 for every frame (writes each frame's y, float32); returns (hstart, dsum)."""
     interpret = triton_interpreting()
     A2 = frames[0].T.A2
     shape = (p.batch, p.K, p.D, p.nseg_stride)
@@ -522,8 +515,7 @@ def scan_forward(p: Problem, frames: List[_Frame], concurrent: bool = False) -> 
     hloc = torch.empty(*shape, p.N, device=A2.device, dtype=torch.float32)
     hstart = torch.empty_like(hloc)
     dsum = torch.empty(*shape, device=A2.device, dtype=torch.float32)
-
-    def local(f: _Frame) -> None:
+    for f in frames:
         o, T = f.o, f.T
         lay = _layout(p.D, p.N, False, o.seg_fast, interpret, heavy=_heavy(T, out=False))
         k0, kstep, nk = _route_args(o, 1)
@@ -534,8 +526,8 @@ def scan_forward(p: Problem, frames: List[_Frame], concurrent: bool = False) -> 
             **_meta(lay, T, "fwd_local"), N=p.N, SEG_FAST=o.seg_fast, HAS_BIAS=T.bias is not None, SOFTPLUS=p.softplus,
             R=T.rank,
         )
-
-    def out(f: _Frame) -> None:
+    _chain(p, frames[0].T, hloc, dsum, hstart, flip=0)
+    for f in frames:
         o, T = f.o, f.T
         lay = _layout(p.D, p.N, False, o.seg_fast, interpret, heavy=_heavy(T, out=True))
         phases = _phases(p, o)
@@ -547,17 +539,6 @@ def scan_forward(p: Problem, frames: List[_Frame], concurrent: bool = False) -> 
             **_meta(lay, T, "fwd_out"), N=p.N, SEG_FAST=o.seg_fast, HAS_BIAS=T.bias is not None, SOFTPLUS=p.softplus,
             HAS_D=T.D is not None, PHASES=phases, ACCUM=False, R=T.rank,
         )
-
-    def each(sweep: Callable[[_Frame], None]) -> None:
-        if concurrent and not interpret:
-            run_branches([functools.partial(sweep, f) for f in frames], A2.device)
-        else:
-            for f in frames:
-                sweep(f)
-
-    each(local)
-    _chain(p, frames[0].T, hloc, dsum, hstart, flip=0)
-    each(out)
     return hstart, dsum
 
 
@@ -768,7 +749,7 @@ def _forward_2d(u: Tensor, dt: Tensor, A: Tensor, B: Tensor, C: Tensor, D, bias,
         frames = _frames_2d(p, u, dt, A, B, C, D, bias, W)
         for f, (buf, strides) in zip(frames, _slot_buffers(p, frames, y)):
             f.y, f.sy_out = buf, strides
-        hstart, dsum = scan_forward(p, frames, concurrent=not merge and os.environ.get(FRAME_STREAMS_ENV, "1") != "0")
+        hstart, dsum = scan_forward(p, frames)
         if merge:
             _merge_slots([f.y for f in frames], y)
         else:
