@@ -44,6 +44,70 @@ def test_cpu_branches_run_in_order_on_the_current_thread():
     assert [o[0].item() for o in outs] == [0.0, 1.0, 2.0]
 
 
+class _FakeStream:
+    """Records the fork / join calls run_branches makes (a CPU stand-in for torch.cuda.Stream)."""
+
+    def __init__(self, name, log):
+        self.name, self.log = name, log
+
+    def wait_stream(self, other):
+        self.log.append(("wait", self.name, other.name))
+
+
+def _fake_cuda(monkeypatch):
+    """torch.cuda's stream API replaced by recorders; returns the event log."""
+    import contextlib
+
+    log, made, current = [], [], ["main"]
+    main = _FakeStream("main", log)
+
+    def new_stream(device=None):
+        s = _FakeStream(f"side{len(made)}", log)
+        made.append(s)
+        return s
+
+    @contextlib.contextmanager
+    def on(stream):
+        current.append(stream.name)
+        try:
+            yield
+        finally:
+            current.pop()
+
+    monkeypatch.setattr(torch.cuda, "current_stream", lambda device=None: main)
+    monkeypatch.setattr(torch.cuda, "Stream", new_stream)
+    monkeypatch.setattr(torch.cuda, "stream", on)
+    return log, current
+
+
+def test_forks_before_the_branches_and_joins_after_them(switch, monkeypatch):
+    log, current = _fake_cuda(monkeypatch)
+    branches._free.clear()
+    dev = torch.device("cuda", 0)
+
+    def branch(i):
+        return lambda: log.append(("run", i, current[-1])) or i
+
+    switch(True)
+    with torch.no_grad():
+        assert run_branches([branch(i) for i in range(3)], dev) == [0, 1, 2]
+    assert log == [
+        ("wait", "side0", "main"), ("wait", "side1", "main"),  # fork: sides wait for the main stream
+        ("run", 0, "main"), ("run", 1, "side0"), ("run", 2, "side1"),  # branch 0 on the main stream
+        ("wait", "main", "side0"), ("wait", "main", "side1"),  # join
+    ]
+    log.clear()
+
+    def failing():
+        raise RuntimeError("boom")
+
+    with torch.no_grad(), pytest.raises(RuntimeError, match="boom"):
+        run_branches([branch(0), failing, branch(2)], dev)
+    assert ("wait", "main", "side0") in log and ("wait", "main", "side1") in log  # joined anyway
+    assert sorted(s.name for s in branches._free[0]) == ["side0", "side1"]  # returned, reused
+    branches._free.clear()
+
+
 def _model(device):
     torch.manual_seed(0)
     model = diffmf.build_model("diffmf_tiny").to(device).eval()
