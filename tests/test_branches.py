@@ -108,6 +108,46 @@ def test_forks_before_the_branches_and_joins_after_them(switch, monkeypatch):
     branches._free.clear()
 
 
+def test_large_branches_run_in_order_to_bound_the_allocator_cache(switch, monkeypatch):
+    """Side streams only up to the pixel limit: by default half the device's memory over the
+    measured footprint per pixel, or $DIFFMF_BRANCH_MAX_PIXELS (a count or 'none')."""
+    import types
+
+    log, current = _fake_cuda(monkeypatch)
+    branches._free.clear()
+    monkeypatch.setattr(branches, "_auto_limit", {})
+    gib = 2**30
+    monkeypatch.setattr(torch.cuda, "get_device_properties", lambda i: types.SimpleNamespace(total_memory=24 * gib))
+    monkeypatch.delenv(branches.MAX_PIXELS_ENV, raising=False)
+    dev = torch.device("cuda", 0)
+    limit = branches.branch_max_pixels(dev)
+    assert limit == 12 * gib // branches.STREAM_BYTES_PER_PIXEL
+    assert 640 * 480 <= limit < 1024 * 768  # a 24 GB card: 640x480 concurrent, 1024x768 in order
+
+    def forked(pixels):
+        log.clear()
+        with torch.no_grad():
+            assert run_branches([lambda: current[-1], lambda: current[-1]], dev, pixels=pixels) in (
+                ["main", "side0"], ["main", "main"])
+        return any(e[0] == "wait" for e in log)
+
+    switch(True)
+    assert forked(limit) and forked(None)  # None: size unknown, streams as before
+    assert not forked(limit + 1)
+    for text, expect in (("1000", 1000), ("none", None), ("auto", limit), ("0", 0)):
+        monkeypatch.setenv(branches.MAX_PIXELS_ENV, text)
+        assert branches.branch_max_pixels(dev) == expect
+    monkeypatch.setenv(branches.MAX_PIXELS_ENV, "none")
+    assert forked(10**12)
+    monkeypatch.setenv(branches.MAX_PIXELS_ENV, "0")
+    assert not forked(1)
+    for bad in ("-1", "lots"):
+        monkeypatch.setenv(branches.MAX_PIXELS_ENV, bad)
+        with pytest.raises(ValueError, match=branches.MAX_PIXELS_ENV):
+            branches.branch_max_pixels(dev)
+    branches._free.clear()
+
+
 def _model(device):
     torch.manual_seed(0)
     model = diffmf.build_model("diffmf_tiny").to(device).eval()

@@ -66,17 +66,17 @@ class CrossModalSSD(nn.Module):
     def _exchange_ss2d(self, f_ir: Tensor, f_vi: Tensor) -> Tuple[Tensor, Tensor]:
         """Eq. (4)-(6) with SS2D; each modality's branch concurrent on CUDA at inference
         (:func:`~diffmf.ops.branches.run_branches`), joined where B and C are exchanged."""
-        dev = f_ir.device
+        dev, pixels = f_ir.device, f_ir.shape[:-1].numel()
         p_ir, p_vi = run_branches([  # eq. (4)-(5)
             lambda: self.ssm_ir.project(self.norm_ir(f_ir)),
             lambda: self.ssm_vi.project(self.norm_vi(f_vi)),
-        ], dev)
+        ], dev, pixels)
         p = {"ir": p_ir, "vi": p_vi}
         s_ir, s_vi = self.sources
         out_ir, out_vi = run_branches([  # eq. (6)
             lambda: self.ssm_ir.output(self.ssm_ir.scan(p_ir.x, p_ir.dt, p[s_ir].B, p[s_ir].C), p_ir.z),
             lambda: self.ssm_vi.output(self.ssm_vi.scan(p_vi.x, p_vi.dt, p[s_vi].B, p[s_vi].C), p_vi.z),
-        ], dev)
+        ], dev, pixels)
         return out_ir, out_vi
 
 

@@ -82,7 +82,7 @@ class DiffStage(nn.Module):
             lambda: self.self_vi(self_vi),  # line 1
             lambda: self.self_ir(self_ir),  # line 2
             lambda: self.share_blocks(self.share_conv(torch.cat([share_vi, share_ir], dim=0))),  # line 3, one batch
-        ], self_ir.device)
+        ], self_ir.device, pixels=self_ir.shape[:-1].numel())
         share_vi, share_ir = shared.chunk(2, dim=0)
         diff = difference_map(share_vi, share_ir)  # line 4
         ir, vi = difference_guidance(self_ir, self_vi, diff, self.mode, share_ir, share_vi)  # lines 5-6

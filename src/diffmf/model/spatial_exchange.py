@@ -80,7 +80,8 @@ class CrossModalScan(nn.Module):
             return self.concat(self.concat_proj(concat_arrange(m_ir, m_vi)))
 
         # the three token maps are independent: concurrent on CUDA at inference
-        return self.proj(torch.cat(run_branches([column, row, concat], m_ir.device), dim=-1))
+        return self.proj(torch.cat(run_branches([column, row, concat], m_ir.device, pixels=m_ir.shape[:-1].numel()),
+                                   dim=-1))
 
 
 class SpatialExchange(nn.Module):
@@ -102,7 +103,8 @@ class SpatialExchange(nn.Module):
             return lambda: lvl(d_ir(f_ir), d_vi(f_vi))
 
         # the scales are independent until they are merged: concurrent on CUDA at inference
-        outs = run_branches([scale(*m) for m in zip(self.levels, self.down_ir, self.down_vi)], f_ir.device)
+        outs = run_branches([scale(*m) for m in zip(self.levels, self.down_ir, self.down_vi)], f_ir.device,
+                            pixels=f_ir.shape[:-1].numel())
         y = outs[-1]
         for l in range(len(outs) - 2, -1, -1):  # coarse to fine
             y = self.merge[l](torch.cat([outs[l], upsample_cl(y, outs[l].shape[1:3])], dim=-1))

@@ -18,6 +18,15 @@ backward of a multi-stream forward would need its own care). Elsewhere, or when 
 (:func:`set_branch_streams`, ``DIFFMF_BRANCH_STREAMS=0``), the branches run in order on the
 current stream.
 
+The price is memory. PyTorch's caching allocator keeps a separate cache per stream (a block
+freed by one stream is never handed to another), so every side stream ends up holding as much
+as the largest branch it ran: a fuse with side streams reserves 3.1-4.2x the memory of one in
+order (H100, eager float32: 28-29 KiB per pixel against 7.0-7.3; docs/benchmarks.md, run 18),
+while the memory it *allocates* grows by only ~130 MiB. So side streams are used only for
+branches of at most :func:`branch_max_pixels` pixels: by default as many as keep that
+footprint within half of the GPU's memory (1.38 M pixels on an 80 GB H100, 0.42 M on a 24 GB
+card); larger images run their branches in order and reserve what they did before.
+
 Contract for callers: a branch's inputs must stay referenced until :func:`run_branches`
 returns (closures over the caller's locals do), so that the caching allocator cannot hand their
 memory to other work while a side stream still reads them.
@@ -30,6 +39,13 @@ from typing import Any, Callable, Dict, List, Optional, Sequence
 import torch
 
 ENV_VAR = "DIFFMF_BRANCH_STREAMS"  # "0" / "off": branches in order on the current stream
+MAX_PIXELS_ENV = "DIFFMF_BRANCH_MAX_PIXELS"  # side streams only for branches of at most this many pixels
+# The caching allocator's footprint of an eager float32 fuse with side streams, per pixel (H100,
+# run 18: 27.8-29.3 KiB at 640x480 and 1024x768; 7.0-7.3 KiB in order), rounded up, and the share
+# of the GPU's memory it may take before the branches go back to one stream.
+STREAM_BYTES_PER_PIXEL = 30 * 1024
+MEMORY_FRACTION = 0.5
+_auto_limit: Dict[int, int] = {}  # per device: the default limit
 _setting: Optional[bool] = None  # set_branch_streams(); None: the environment, else on
 _free: Dict[int, List["torch.cuda.Stream"]] = {}  # per device: side streams not in use
 
@@ -47,18 +63,47 @@ def branch_streams_enabled() -> bool:
     return os.environ.get(ENV_VAR, "1").strip().lower() not in ("0", "off", "false", "no")
 
 
+def branch_max_pixels(device: torch.device) -> Optional[int]:
+    """The largest branch (pixels of its feature maps, batch included) put on side streams on
+    CUDA ``device``: ``$DIFFMF_BRANCH_MAX_PIXELS`` (a count, or ``none`` for no limit), else
+    (``auto``) :data:`MEMORY_FRACTION` of the device's memory over
+    :data:`STREAM_BYTES_PER_PIXEL`."""
+    text = os.environ.get(MAX_PIXELS_ENV, "").strip().lower()
+    if text in ("", "auto"):
+        index = device.index if device.index is not None else torch.cuda.current_device()
+        if index not in _auto_limit:
+            total = torch.cuda.get_device_properties(index).total_memory
+            _auto_limit[index] = int(total * MEMORY_FRACTION) // STREAM_BYTES_PER_PIXEL
+        return _auto_limit[index]
+    if text in ("none", "inf"):
+        return None
+    try:
+        value = int(text)
+    except ValueError:
+        raise ValueError(f"{MAX_PIXELS_ENV}={text!r}: a pixel count, 'auto' or 'none'") from None
+    if value < 0:
+        raise ValueError(f"{MAX_PIXELS_ENV}={text!r}: a pixel count must be >= 0")
+    return value
+
+
 def _acquire(device: torch.device) -> "torch.cuda.Stream":
     pool = _free.setdefault(device.index, [])
     return pool.pop() if pool else torch.cuda.Stream(device=device)
 
 
-def run_branches(fns: Sequence[Callable[[], Any]], device: torch.device) -> List[Any]:
+def run_branches(fns: Sequence[Callable[[], Any]], device: torch.device, pixels: Optional[int] = None) -> List[Any]:
     """``[fn() for fn in fns]``, the branches concurrently on CUDA streams when ``device`` is a
-    CUDA device, no gradient is being recorded and the switch is on (module docstring)."""
+    CUDA device, no gradient is being recorded, the switch is on and ``pixels`` (the size of
+    the branches' feature maps, ``B * H * W``; ``None``: unknown) is within
+    :func:`branch_max_pixels` (module docstring)."""
     if len(fns) < 2 or device.type != "cuda" or torch.is_grad_enabled() or not branch_streams_enabled():
         return [fn() for fn in fns]
     if device.index is None:
         device = torch.device("cuda", torch.cuda.current_device())
+    if pixels is not None:
+        limit = branch_max_pixels(device)
+        if limit is not None and pixels > limit:
+            return [fn() for fn in fns]
     main = torch.cuda.current_stream(device)
     sides = [_acquire(device) for _ in fns[1:]]
     try:
