@@ -9,7 +9,9 @@ use of each size, captures), ``warm`` = the same pass again. With ``--vs fp32`` 
 luminance of each setting is compared with the fp32 eager one (max / mean absolute
 difference in 8-bit grey levels after rounding). After each pass the number of compiled
 Triton kernel variants loaded in the process is printed (each new "== 1 / divisible by 16"
-pattern of a kernel's integer arguments is one more compile or disk-cache load);
+pattern of a kernel's integer arguments is one more compile or disk-cache load), and the peak
+memory allocated / reserved (the caching allocator's footprint, what ``nvidia-smi`` shows) of
+the pass, counted from an emptied cache;
 ``fp32+pad64`` pads every image to a multiple of 64 (one variant per kernel; an experiment,
 not what ``diffmf fuse`` does).
 
@@ -37,6 +39,9 @@ SETTINGS: Dict[str, Dict] = {
     "tf32": dict(amp=False, cuda_graphs=False, tf32=True),
     "amp": dict(amp=True, cuda_graphs=False),
     "amp+graphs": dict(amp=True, cuda_graphs=True),
+    # every repeated size replayed from a graph (no pixel limit)
+    "fp32+graphs-all": dict(amp=False, cuda_graphs=True, graph_max_pixels=0),
+    "amp+graphs-all": dict(amp=True, cuda_graphs=True, graph_max_pixels=0),
     "fp32+pad64": dict(amp=False, cuda_graphs=False, pad=64),
 }
 
@@ -118,15 +123,27 @@ def main() -> int:
             fuser.multiple = pad  # inputs padded to this multiple (reflect), output cropped back
         res = {}
         for phase in ("cold", "warm"):
+            # peak memory per pass; the warm pass starts from an emptied cache, so its peak
+            # reserved is what one pass needs without the cold pass's compiles and autotuning
+            torch.cuda.empty_cache()
+            torch.cuda.reset_peak_memory_stats()
             rows = _pass(fuser, data)
             first = [r["ms"] for r in rows if r["occurrence"] == 0]
             again = [r["ms"] for r in rows if r["occurrence"] > 0]
             res[phase] = dict(total_s=sum(r["ms"] for r in rows) / 1e3,
                               first_of_size_ms=statistics.median(first),
                               repeat_ms=statistics.median(again) if again else None,
+                              # the third image of a size: captured when graphs are on
+                              third_of_size_ms=statistics.median([r["ms"] for r in rows if r["occurrence"] == 2] or [0.0]),
                               per_image=[{k: v for k, v in r.items() if k != "y"} for r in rows])
             ys = [r["y"] for r in rows]
             res[phase]["triton_variants"] = compiled_variants()
+            res[phase]["peak_allocated_mib"] = torch.cuda.max_memory_allocated() / 2**20
+            res[phase]["peak_reserved_mib"] = torch.cuda.max_memory_reserved() / 2**20
+            free, total = torch.cuda.mem_get_info()  # whatever the allocator backend: the device's view
+            res[phase]["device_used_mib"] = (total - free) / 2**20
+            if fuser._graphed is not None:
+                res[phase]["captures"], res[phase]["replays"] = fuser._graphed.captures, fuser._graphed.replays
         if ref is None and name == "fp32":
             ref = ys
         if ref is not None:
@@ -137,20 +154,23 @@ def main() -> int:
         torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False
         del fuser
         torch.cuda.empty_cache()
-    print(f"{'setting':<12} {'pass':<5} {'total s':>8} {'1st of size ms':>15} {'repeat ms':>10} {'vs fp32 max/mean':>18}")
+    print(f"{'setting':<16} {'pass':<5} {'total s':>8} {'1st of size ms':>15} {'repeat ms':>10} {'vs fp32 max/mean':>18}"
+          f" {'alloc MiB':>9} {'reserved':>9} {'dev used':>9}")
     for name, res in results.items():
         for phase in ("cold", "warm"):
             r = res[phase]
             vs = res.get("vs_fp32")
             vs_s = f"{vs['max_abs']}/{vs['mean_abs']:.4f}" if vs else ""
             rep = f"{r['repeat_ms']:.1f}" if r["repeat_ms"] is not None else "-"
-            print(f"{name:<12} {phase:<5} {r['total_s']:8.2f} {r['first_of_size_ms']:15.1f} {rep:>10} {vs_s:>18}")
+            print(f"{name:<16} {phase:<5} {r['total_s']:8.2f} {r['first_of_size_ms']:15.1f} {rep:>10} {vs_s:>18}"
+                  f" {r['peak_allocated_mib']:9.0f} {r['peak_reserved_mib']:9.0f} {r['device_used_mib']:9.0f}")
     for name, res in results.items():
         v = res["warm"]["triton_variants"]
         print(f"{name}: compiled Triton variants in this process after it: {sum(v.values())} {v}")
     if args.out:
         args.out.mkdir(parents=True, exist_ok=True)
         meta = dict(device=torch.cuda.get_device_name(), torch=torch.__version__, python=platform.python_version(),
+                    allocator=torch.cuda.get_allocator_backend(),
                     folder=str(args.folder), sizes={f"{h}x{w}": c for (h, w), c in sizes.items()}, load_s=t_load)
         (args.out / "bench_fuse.json").write_text(json.dumps(dict(meta=meta, results=results), indent=1))
     return 0

@@ -251,6 +251,28 @@ class Blend(torch.nn.Module):
         return 0.4 * ir + 0.6 * vi.sqrt()
 
 
+def test_graph_size_limit_picks_which_calls_are_replayed():
+    """Only padded sizes within ``graph_max_pixels`` go through the graphed call (default
+    GRAPH_MAX_PIXELS; 0: every size); the others run the network directly."""
+    from diffmf.engine import fuse as fuse_mod
+
+    def routed(fuser, sizes):
+        calls = []
+        fuser._graphed = lambda ir, vi: calls.append(tuple(ir.shape[-2:])) or fuser._forward(ir, vi)
+        for h, w in sizes:
+            x = torch.rand(1, 1, h, w)
+            fuser.fuse_y(x, x)
+        return calls
+
+    big = (fuse_mod.GRAPH_MAX_PIXELS // 256 + 1, 256)  # one row over the limit
+    assert routed(Fuser(Blend()), [(16, 16), big]) == [(16, 16)]
+    assert routed(Fuser(Blend(), graph_max_pixels=0), [(16, 16), big]) == [(16, 16), big]
+    assert routed(Fuser(Blend(), graph_max_pixels=200), [(10, 20), (10, 21)]) == [(10, 20)]
+    assert Fuser(Blend(), cuda_graphs=True)._graphed is None  # the CPU never graphs
+    with pytest.raises(ValueError, match="graph_max_pixels"):
+        Fuser(Blend(), graph_max_pixels=-1)
+
+
 def _jobs(src: Path, out: Path, ext=None):
     from diffmf.cli.fuse import plan_jobs
 

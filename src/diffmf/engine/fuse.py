@@ -84,9 +84,11 @@ class Fuser:
             ``tile // 2`` is used. The out-of-memory fall-back uses ``min(tile_overlap, tile // 4)``.
         amp: autocast to bf16 (fp16 where bf16 is unsupported) on CUDA; ignored on the CPU.
         cuda_graphs: on CUDA, replay the network from a CUDA graph when an input size of at
-            most :data:`GRAPH_MAX_PIXELS` comes again (:class:`diffmf.engine.graphs.GraphedCall`:
+            most ``graph_max_pixels`` comes again (:class:`diffmf.engine.graphs.GraphedCall`:
             the first two images of a size run eagerly, the third is captured, later ones
             replay); same kernels, same results.
+        graph_max_pixels: the largest padded ``H * W`` replayed from a graph (``None``:
+            :data:`GRAPH_MAX_PIXELS`; ``0``: no limit).
         normalize: ``none`` (default) keeps the network's output, which the decoder's sigmoid
             already puts in [0, 1]; ``minmax`` maps each fused luminance to its own
             ``(y - min) / (max - min)`` over the whole image (after tiling), as the CDDFuse test
@@ -96,7 +98,7 @@ class Fuser:
 
     def __init__(self, model: nn.Module, device: Union[str, torch.device] = "cpu", *, tile: int = 0,
                  tile_overlap: int = 32, amp: bool = False, cuda_graphs: bool = True,
-                 normalize: str = "none") -> None:
+                 graph_max_pixels: Optional[int] = None, normalize: str = "none") -> None:
         if normalize not in NORMALIZE_MODES:
             raise ValueError(f"normalize must be one of {NORMALIZE_MODES}, got {normalize!r}")
         self.normalize = normalize
@@ -106,6 +108,10 @@ class Fuser:
         self.amp = bool(amp) and self.device.type == "cuda"
         self._graphed = (GraphedCall(self._forward, eager_runs=GRAPH_EAGER_RUNS)
                          if cuda_graphs and self.device.type == "cuda" else None)
+        limit = GRAPH_MAX_PIXELS if graph_max_pixels is None else int(graph_max_pixels)
+        if limit < 0:
+            raise ValueError(f"graph_max_pixels must be >= 0 (0: no limit), got {graph_max_pixels}")
+        self.graph_max_pixels = limit or None
         config = getattr(model, "config", None)
         self.multiple = int(getattr(config, "pad_multiple", 1) or 1)
         self.oom_tiles: Tuple[int, ...] = OOM_TILES  # tile sizes tried, in order, after an out-of-memory error
@@ -134,7 +140,8 @@ class Fuser:
             mode = "reflect" if ph < H and pw < W else "replicate"
             ir = F.pad(ir, (0, pw, 0, ph), mode=mode)
             vi = F.pad(vi, (0, pw, 0, ph), mode=mode)
-        graphed = self._graphed is not None and ir.shape[-2] * ir.shape[-1] <= GRAPH_MAX_PIXELS
+        graphed = self._graphed is not None and (self.graph_max_pixels is None
+                                                 or ir.shape[-2] * ir.shape[-1] <= self.graph_max_pixels)
         out = (self._graphed if graphed else self._forward)(ir, vi)
         return out[..., :H, :W].float().clamp_(0.0, 1.0)
 
