@@ -3,8 +3,9 @@
 * Latency of fusing one pair (batch 1, bf16 autocast, no grad) at 640x480 and 1024x768:
   median over repeats after warm-up (CUDA events), with peak GPU memory; eager and replayed
   from a CUDA graph (bitwise-compared with eager).
-* Scaling from 256x256 to 2048x2048: time and peak memory, and their ratios to the 256x256
-  run next to the pixel-count ratio (linear scaling means the ratios match).
+* Scaling from 256x256 to 2048x2048: time and peak memory (allocated, and reserved by the
+  caching allocator from an emptied cache), and their ratios to the 256x256 run next to the
+  pixel-count ratio (linear scaling means the ratios match).
 * Training throughput: pairs/s of full steps (forward, the paper's loss, backward, AdamW
   step) on 128x128 crops, batch 16, bf16 autocast; eager and with forward + loss + backward
   replayed from a CUDA graph (the trainer's default).
@@ -63,11 +64,13 @@ def fuse_latency(model, h: int, w: int, dev, reps: int, warmup: int, graphs: boo
         with torch.no_grad():
             return forward(ir, vi)
 
+    torch.cuda.empty_cache()  # the reserved peak below is this size's own footprint
     ref = run()  # compile / allocate
     torch.cuda.synchronize()
     torch.cuda.reset_peak_memory_stats()
     t = time_ms(run, reps, warmup)
-    res = dict(h=h, w=w, ms=statistics.median(t), ms_min=min(t), peak_mem_MiB=torch.cuda.max_memory_allocated() / 2**20)
+    res = dict(h=h, w=w, ms=statistics.median(t), ms_min=min(t), peak_mem_MiB=torch.cuda.max_memory_allocated() / 2**20,
+               peak_reserved_MiB=torch.cuda.max_memory_reserved() / 2**20)
     if graphs:
         g = GraphedCall(forward)
 
@@ -175,7 +178,8 @@ def main(argv=None) -> int:
         print(f"{f'{w}x{h}':>22s} {r['ms']:9.2f} {r['peak_mem_MiB']:9.0f} {r['graph_ms']:9.2f} {str(r['graph_equal']):>8s}", flush=True)
     out["conv_check"] = conv_check(model, dev)
     print(f"depthwise conv + SiLU, Triton vs PyTorch path, whole network 640x480 bf16: {out['conv_check']}", flush=True)
-    print(f"{'scaling':>22s} {'ms':>9s} {'peak MiB':>9s} {'px ratio':>9s} {'t ratio':>8s} {'mem ratio':>9s} {'graph ms':>9s}")
+    print(f"{'scaling':>22s} {'ms':>9s} {'peak MiB':>9s} {'px ratio':>9s} {'t ratio':>8s} {'mem ratio':>9s} {'graph ms':>9s}"
+          f" {'reserved':>9s} {'res ratio':>9s}")
     base = None
     for shape in args.scaling.split(","):
         h, w = (int(v) for v in shape.split("x"))
@@ -188,10 +192,11 @@ def main(argv=None) -> int:
             continue
         base = base or r
         px = (h * w) / (base["h"] * base["w"])
-        r.update(px_ratio=px, t_ratio=r["ms"] / base["ms"], mem_ratio=r["peak_mem_MiB"] / base["peak_mem_MiB"])
+        r.update(px_ratio=px, t_ratio=r["ms"] / base["ms"], mem_ratio=r["peak_mem_MiB"] / base["peak_mem_MiB"],
+                 reserved_ratio=r["peak_reserved_MiB"] / base["peak_reserved_MiB"])
         out["scaling"].append(r)
         print(f"{f'{w}x{h}':>22s} {r['ms']:9.2f} {r['peak_mem_MiB']:9.0f} {px:9.1f} {r['t_ratio']:8.1f} {r['mem_ratio']:9.1f} "
-              f"{r.get('graph_ms', float('nan')):9.2f}", flush=True)
+              f"{r.get('graph_ms', float('nan')):9.2f} {r['peak_reserved_MiB']:9.0f} {r['reserved_ratio']:9.1f}", flush=True)
         torch.cuda.empty_cache()
     if not args.skip_train:
         out["train"] = []

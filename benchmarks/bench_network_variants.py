@@ -8,7 +8,9 @@ each variant (the defaults first, then the ``--variant`` list in order, so round
 the batch-1 fuse is captured in a CUDA graph with the variant's environment set
 (``bench_scan.env_overrides``) and replayed ``--reps`` times (``--eager``: called eagerly
 ``--reps`` times, host call to GPU end, and the peak memory one call allocates on top of
-what is allocated before it); the table gives the median per
+what is allocated before it); the caching allocator's reserved memory over the whole timing
+(from an emptied cache; for graphs the capture's pool and its warm-up call) is reported for
+both; the table gives the median per
 round, in bf16 autocast and in float32 (what ``diffmf fuse`` runs by default), and whether the
 output is bitwise equal to the defaults' (a schedule must not change the image). Writes
 ``network_variants[_eager]_<size>.json`` to ``--out``.
@@ -108,11 +110,17 @@ def main(argv=None) -> int:
         times: Dict[str, List[float]] = {n: [] for n in names}
         equal: Dict[str, bool] = {}
         peaks: Dict[str, float] = {}
+        reserved: Dict[str, float] = {}
         for _ in range(args.rounds):
             for name, env in zip(names, variants):
                 with bench_scan.env_overrides(env):
                     timer = eager_fuse_ms if args.eager else graphed_fuse_ms
+                    torch.cuda.empty_cache()
+                    torch.cuda.reset_peak_memory_stats()
+                    base = torch.cuda.memory_reserved()
                     ms, y, peak = timer(model, ir, vi, dtype == "bf16", args.reps)
+                    # the caching allocator's footprint of the call (graph: its pool + the warm-up)
+                    reserved[name] = (torch.cuda.max_memory_reserved() - base) / 2**20
                 times[name].append(ms)
                 if peak is not None:
                     peaks[name] = peak
@@ -120,13 +128,15 @@ def main(argv=None) -> int:
                 equal[name] = equal.get(name, True) and bool(torch.equal(y, ref))
                 torch.cuda.empty_cache()
         for name in names:
-            rows.append(dict(dtype=dtype, variant=name, ms=times[name], bitwise_equal=equal[name], peak_mib=peaks.get(name)))
+            rows.append(dict(dtype=dtype, variant=name, ms=times[name], bitwise_equal=equal[name], peak_mib=peaks.get(name),
+                             reserved_mib=reserved[name]))
     how = f"eagerly, median of {args.reps} calls" if args.eager else f"as a CUDA graph, median of {args.reps} replays"
     print(f"# {torch.cuda.get_device_name(dev)}, fuse {w}x{h} batch 1 {how} per round")
-    print(f"{'dtype':5}  {'variant':60}  {'ms per round':30}  bitwise  {'peak MiB' if args.eager else ''}")
+    print(f"{'dtype':5}  {'variant':60}  {'ms per round':30}  bitwise  reserved MiB  {'peak MiB' if args.eager else ''}")
     for r in rows:
         peak = f"{r['peak_mib']:.0f}" if r["peak_mib"] is not None else ""
-        print(f"{r['dtype']:5}  {r['variant'][:60]:60}  {' / '.join(f'{t:.3f}' for t in r['ms']):30}  {r['bitwise_equal']!s:7}  {peak}")
+        print(f"{r['dtype']:5}  {r['variant'][:60]:60}  {' / '.join(f'{t:.3f}' for t in r['ms']):30}  {r['bitwise_equal']!s:7}"
+              f"  {r['reserved_mib']:12.0f}  {peak}")
     if args.out:
         args.out.mkdir(parents=True, exist_ok=True)
         meta = dict(device=torch.cuda.get_device_name(dev), torch=torch.__version__, size=args.size, reps=args.reps,
