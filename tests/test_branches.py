@@ -146,6 +146,12 @@ def test_large_branches_run_in_order_to_bound_the_allocator_cache(switch, monkey
         with pytest.raises(ValueError, match=branches.MAX_PIXELS_ENV):
             branches.branch_max_pixels(dev)
     branches._free.clear()
+    monkeypatch.delenv(branches.MAX_PIXELS_ENV)  # what `diffmf doctor` says
+    assert f"at most {limit:,} pixels (auto: 0.5 of the GPU's memory" in branches.describe(dev)
+    monkeypatch.setenv(branches.MAX_PIXELS_ENV, "none")
+    assert "of any size ($DIFFMF_BRANCH_MAX_PIXELS)" in branches.describe(dev)
+    switch(False)
+    assert branches.describe(dev).startswith("in order (switched off")
 
 
 def _model(device):

@@ -525,3 +525,4 @@ def test_doctor_reports_and_passes_its_self_check(capsys):
     assert main(["doctor"]) == 0
     out = capsys.readouterr().out
     assert "triton" in out and "scan" in out and "check  ok" in out
+    assert "branches  in order (cpu" in out

@@ -152,6 +152,9 @@ def run(args: argparse.Namespace) -> int:
         print(f"{key:>10s}  {value}")
     name, why = _backend_reason(device, args.backend)
     print(f"{'scan':>10s}  {name} on {device.type}: {why}")
+    from diffmf.ops.branches import describe
+
+    print(f"{'branches':>10s}  {describe(device)}")
     if name == "unavailable":
         return 1
     if args.no_check:

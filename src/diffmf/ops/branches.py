@@ -86,6 +86,21 @@ def branch_max_pixels(device: torch.device) -> Optional[int]:
     return value
 
 
+def describe(device: torch.device) -> str:
+    """One line for ``diffmf doctor``: how inference runs the network's branches on ``device``."""
+    if device.type != "cuda":
+        return f"in order ({device.type}: side streams are CUDA only)"
+    if not branch_streams_enabled():
+        return f"in order (switched off: ${ENV_VAR} or set_branch_streams)"
+    if device.index is None:
+        device = torch.device("cuda", torch.cuda.current_device())
+    limit = branch_max_pixels(device)
+    source = f"${MAX_PIXELS_ENV}" if os.environ.get(MAX_PIXELS_ENV, "").strip().lower() not in ("", "auto") else (
+        f"auto: {MEMORY_FRACTION:g} of the GPU's memory over {STREAM_BYTES_PER_PIXEL // 1024} KiB per pixel")
+    span = "of any size" if limit is None else f"of at most {limit:,} pixels"
+    return f"concurrent on side CUDA streams at inference for branches {span} ({source}), else in order"
+
+
 def _acquire(device: torch.device) -> "torch.cuda.Stream":
     pool = _free.setdefault(device.index, [])
     return pool.pop() if pool else torch.cuda.Stream(device=device)
