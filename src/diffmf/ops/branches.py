@@ -63,12 +63,17 @@ def branch_streams_enabled() -> bool:
     return os.environ.get(ENV_VAR, "1").strip().lower() not in ("0", "off", "false", "no")
 
 
+def _max_pixels_text() -> str:
+    """``$DIFFMF_BRANCH_MAX_PIXELS`` normalised; ``""`` or ``"auto"``: the memory-based default."""
+    return os.environ.get(MAX_PIXELS_ENV, "").strip().lower()
+
+
 def branch_max_pixels(device: torch.device) -> Optional[int]:
     """The largest branch (pixels of its feature maps, batch included) put on side streams on
     CUDA ``device``: ``$DIFFMF_BRANCH_MAX_PIXELS`` (a count, or ``none`` for no limit), else
     (``auto``) :data:`MEMORY_FRACTION` of the device's memory over
     :data:`STREAM_BYTES_PER_PIXEL`."""
-    text = os.environ.get(MAX_PIXELS_ENV, "").strip().lower()
+    text = _max_pixels_text()
     if text in ("", "auto"):
         index = device.index if device.index is not None else torch.cuda.current_device()
         if index not in _auto_limit:
@@ -92,11 +97,11 @@ def describe(device: torch.device) -> str:
         return f"in order ({device.type}: side streams are CUDA only)"
     if not branch_streams_enabled():
         return f"in order (switched off: ${ENV_VAR} or set_branch_streams)"
-    if device.index is None:
-        device = torch.device("cuda", torch.cuda.current_device())
     limit = branch_max_pixels(device)
-    source = f"${MAX_PIXELS_ENV}" if os.environ.get(MAX_PIXELS_ENV, "").strip().lower() not in ("", "auto") else (
-        f"auto: {MEMORY_FRACTION:g} of the GPU's memory over {STREAM_BYTES_PER_PIXEL // 1024} KiB per pixel")
+    if _max_pixels_text() in ("", "auto"):
+        source = f"auto: {MEMORY_FRACTION:g} of the GPU's memory over {STREAM_BYTES_PER_PIXEL // 1024} KiB per pixel"
+    else:
+        source = f"${MAX_PIXELS_ENV}"
     span = "of any size" if limit is None else f"of at most {limit:,} pixels"
     return f"concurrent on side CUDA streams at inference for branches {span} ({source}), else in order"
 
