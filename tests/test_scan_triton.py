@@ -526,3 +526,12 @@ def test_doctor_reports_and_passes_its_self_check(capsys):
     out = capsys.readouterr().out
     assert "triton" in out and "scan" in out and "check  ok" in out
     assert "branches  in order (cpu" in out
+    assert "compile  " not in out  # the PyTorch path compiles nothing
+
+
+def test_doctor_says_the_interpreter_compiles_nothing(capsys):
+    from diffmf.cli.main import main
+
+    assert main(["doctor", "--backend", "triton", "--no-check"]) == 0
+    out = capsys.readouterr().out
+    assert "scan  triton on cpu" in out and "compile  nothing: the interpreter runs the kernels" in out

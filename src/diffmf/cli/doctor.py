@@ -155,6 +155,11 @@ def run(args: argparse.Namespace) -> int:
     from diffmf.ops.branches import describe
 
     print(f"{'branches':>10s}  {describe(device)}")
+    if name == "triton":
+        from diffmf.ops.dispatch import triton_interpreting
+        from diffmf.ops.triton.precompile import describe as compiling
+
+        print(f"{'compile':>10s}  {'nothing: the interpreter runs the kernels' if triton_interpreting() else compiling()}")
     if name == "unavailable":
         return 1
     if args.no_check:

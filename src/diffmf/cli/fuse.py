@@ -83,7 +83,8 @@ def check_no_overwrite(ir: Path, vi: Path, out: Path, jobs) -> None:
 
 def first_use_notice(device) -> None:
     """Log that Triton is about to compile the GPU kernels when its cache has none of diffmf's
-    scan kernels for this GPU and Triton version (a new machine's first fuse: 30-40 s)."""
+    scan kernels for this GPU and Triton version (a new machine's first fuse of TNO25 on an H100:
+    16-17 s with the kernels compiled on 8 threads, 35-41 s one by one)."""
     if getattr(device, "type", None) != "cuda":
         return
     from diffmf.ops.dispatch import resolve_backend
@@ -96,9 +97,11 @@ def first_use_notice(device) -> None:
 
     major, minor = torch.cuda.get_device_capability(device)
     if not scan_kernels_cached(10 * major + minor, triton.__version__):
+        from diffmf.ops.triton.precompile import describe
+
         logger.info("first use of diffmf's GPU kernels with this GPU and Triton %s: Triton compiles them for each new "
-                    "image size class, about 30-40 s for a folder like TNO25; later runs load them from %s",
-                    triton.__version__, triton_cache_dir())
+                    "image size class (%s; TNO25 took 16-17 s on a 16-core H100 host); later runs load them from %s",
+                    triton.__version__, describe(), triton_cache_dir())
 
 
 def run(args: argparse.Namespace) -> int:

@@ -22,7 +22,7 @@ from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Deque, Dict, List, Optional, Sequence, Tuple, Union
+from typing import TYPE_CHECKING, Any, Deque, Dict, Iterable, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import torch
@@ -36,6 +36,9 @@ from diffmf.data.pairs import Pair, PairingError
 from diffmf.engine.graphs import GraphedCall
 from diffmf.engine.tiling import tiled_apply
 
+if TYPE_CHECKING:
+    from diffmf.ops.triton.precompile import PrecompileStats
+
 logger = logging.getLogger(__name__)
 
 OOM_TILES = (1024, 512, 256, 128)
@@ -45,6 +48,10 @@ OOM_TILES = (1024, 512, 256, 128)
 # (docs/benchmarks.md).
 GRAPH_MAX_PIXELS = 512 * 512
 GRAPH_EAGER_RUNS = 2  # eager calls per size before its capture: a size seen twice costs no capture
+# fuse_pairs reads this many pairs' image headers first, so that the kernels of all their sizes
+# compile together on several threads (diffmf.ops.triton.precompile); later sizes compile at
+# their first image.
+PRECOMPILE_SCAN = 64
 NORMALIZE_MODES = ("none", "minmax")
 
 
@@ -94,11 +101,16 @@ class Fuser:
             ``(y - min) / (max - min)`` over the whole image (after tiling), as the CDDFuse test
             script (``test_IVF.py``) does before saving: a contrast stretch that raises SD, SF
             and AG, for comparing with numbers produced that way. A constant image is left as is.
+        precompile: on CUDA with the Triton kernels, the first call of each padded input size
+            compiles the kernels that size needs on several CPU threads before running
+            (:func:`diffmf.ops.triton.precompile.precompile`; ``DIFFMF_COMPILE_THREADS`` sets
+            the threads, 0 turns it off). Same kernels, same results; only the first use of a
+            size, on a fresh Triton cache, gets faster.
     """
 
     def __init__(self, model: nn.Module, device: Union[str, torch.device] = "cpu", *, tile: int = 0,
                  tile_overlap: int = 32, amp: bool = False, cuda_graphs: bool = True,
-                 graph_max_pixels: Optional[int] = None, normalize: str = "none") -> None:
+                 graph_max_pixels: Optional[int] = None, normalize: str = "none", precompile: bool = True) -> None:
         if normalize not in NORMALIZE_MODES:
             raise ValueError(f"normalize must be one of {NORMALIZE_MODES}, got {normalize!r}")
         self.normalize = normalize
@@ -115,6 +127,17 @@ class Fuser:
         config = getattr(model, "config", None)
         self.multiple = int(getattr(config, "pad_multiple", 1) or 1)
         self.oom_tiles: Tuple[int, ...] = OOM_TILES  # tile sizes tried, in order, after an out-of-memory error
+        self.precompile = bool(precompile) and self.device.type == "cuda"
+        self._precompiled: set = set()  # (input shape, amp) of the network calls precompiled
+        if self.precompile:
+            from diffmf.ops.dispatch import triton_status
+
+            if triton_status(self.device) is None:
+                from diffmf.ops.triton.precompile import compile_threads
+
+                compile_threads()  # a bad DIFFMF_COMPILE_THREADS fails here, before any image
+            else:
+                self.precompile = False
 
     @classmethod
     def from_weights(cls, weights: Optional[Union[str, Path]] = None, device: str = "auto", **kwargs: Any) -> "Fuser":
@@ -140,10 +163,64 @@ class Fuser:
             mode = "reflect" if ph < H and pw < W else "replicate"
             ir = F.pad(ir, (0, pw, 0, ph), mode=mode)
             vi = F.pad(vi, (0, pw, 0, ph), mode=mode)
+        if self.precompile:
+            self._precompile_shapes([tuple(ir.shape)])
         graphed = self._graphed is not None and (self.graph_max_pixels is None
                                                  or ir.shape[-2] * ir.shape[-1] <= self.graph_max_pixels)
         out = (self._graphed if graphed else self._forward)(ir, vi)
         return out[..., :H, :W].float().clamp_(0.0, 1.0)
+
+    def window_shape(self, height: int, width: int) -> Tuple[int, int]:
+        """Padded ``(H, W)`` the network runs on to fuse a ``height x width`` image: the whole
+        image, or the tiles (at most ``tile`` per side) when ``tile`` applies."""
+        if self.tile and max(height, width) > self.tile:
+            height, width = min(height, self.tile), min(width, self.tile)
+        m = self.multiple
+        return height + (-height) % m, width + (-width) % m
+
+    def precompile_sizes(self, sizes: Iterable[Tuple[int, int]]) -> Optional["PrecompileStats"]:
+        """Compile, on several CPU threads, the Triton kernels that fusing ``(H, W)`` images of
+        these sizes (batch 1) will need, instead of one by one at each size's first image.
+
+        One dry pass of the network per size not seen before records the kernels; all of them
+        are compiled together (:func:`diffmf.ops.triton.precompile.precompile`). Returns its
+        stats, or None when there was nothing to do (CPU, precompile off, every size seen).
+        """
+        return self._precompile_shapes([(1, 1, *self.window_shape(h, w)) for h, w in sizes])
+
+    def _precompile_shapes(self, shapes: Sequence[Tuple[int, ...]]) -> Optional["PrecompileStats"]:
+        """:meth:`precompile_sizes` for padded ``(B, 1, H, W)`` network inputs."""
+        if not self.precompile:
+            return None
+        keys = list(dict.fromkeys((tuple(shape), self.amp) for shape in shapes))
+        keys = [key for key in keys if key not in self._precompiled]
+        if not keys:
+            return None
+        self._precompiled.update(keys)
+        from diffmf.ops.dispatch import resolve_backend
+
+        if resolve_backend(self.device) != "triton":
+            return None
+        from diffmf.ops.triton.precompile import precompile
+
+        stats = precompile(*(functools.partial(self._dry_call, shape) for shape, _ in keys))
+        if stats.skipped is not None:
+            logger.debug("no parallel compilation: %s", stats.skipped)
+            self.precompile = False
+        elif stats.recorded:
+            sizes = ", ".join(f"{shape[-1]}x{shape[-2]}" for shape, _ in keys)
+            logger.info("compiled %d Triton kernels for %s in %.1f s on %d threads",
+                        stats.recorded - stats.failed, sizes if len(keys) <= 4 else f"{len(keys)} input sizes",
+                        stats.seconds, stats.threads)
+        return stats
+
+    @torch.no_grad()
+    def _dry_call(self, shape: Tuple[int, ...]) -> torch.Tensor:
+        """The network on zero inputs of ``shape``, as :meth:`fuse_y` runs it (no autograd: with
+        it the scan takes its training kernels): the precompile step's dry pass runs it."""
+        ir = torch.zeros(shape, device=self.device)
+        vi = torch.zeros(shape, device=self.device)
+        return self._forward(ir, vi)
 
     def _forward(self, ir: torch.Tensor, vi: torch.Tensor) -> torch.Tensor:
         """The network on padded ``(B, 1, H, W)`` inputs (under autocast with ``amp``)."""
@@ -241,6 +318,8 @@ def fuse_pairs(fuser: Fuser, jobs: Sequence[Tuple[Pair, Path]], *, gray: bool = 
 
     jobs = list(jobs)
     report = FuseReport()
+    if isinstance(fuser, Fuser) and fuser.precompile:
+        fuser.precompile_sizes(_header_sizes(jobs[:PRECOMPILE_SCAN]))
     disable = not sys.stderr.isatty() if progress is None else not progress
     bar = tqdm(jobs, desc="fuse", unit="pair", disable=disable, dynamic_ncols=True)
     if workers <= 0 or not _pipelinable(fuser):
@@ -253,6 +332,21 @@ def fuse_pairs(fuser: Fuser, jobs: Sequence[Tuple[Pair, Path]], *, gray: bool = 
         return report
     return _fuse_pipelined(fuser, jobs, bar, report, gray=gray, stretch16=stretch16,
                            workers=int(workers), prefetch=max(0, int(prefetch)))
+
+
+def _header_sizes(jobs: Sequence[Tuple[Pair, Path]]) -> List[Tuple[int, int]]:
+    """``(H, W)`` of the visible images of ``jobs`` from their file headers (no decoding); a file
+    that cannot be opened is left out here (its pair reports the error when its turn comes)."""
+    from PIL import Image
+
+    sizes = []
+    for pair, _ in jobs:
+        try:
+            with Image.open(pair.vi) as img:
+                sizes.append((img.height, img.width))
+        except Exception:  # noqa: BLE001 - reported by the pair itself
+            continue
+    return sizes
 
 
 def _pipelinable(fuser: Any) -> bool:

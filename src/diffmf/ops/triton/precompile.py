@@ -1,0 +1,249 @@
+"""Compile the Triton kernels a call needs on several CPU threads before the call runs them.
+
+Triton compiles a kernel the first time it is launched with a new specialisation (argument
+dtypes, pointer alignment, which integers are 1 or multiples of 16, the constexprs), one after
+the other on the calling thread. The network launches about 15 Triton kernels per selective
+scan over several feature-map shapes, so a first fuse on a new installation, or of an image
+size not seen before, waits on tens of compilations in a row (docs/benchmarks.md, "Compiling
+the kernels").
+
+:func:`precompile` runs each of its calls once more, first:
+
+1. a *dry pass*: the call runs with Triton's ``jit_cache_hook`` installed; every launch whose
+   kernel is not in memory yet is recorded (Triton's own serialised specialisation) and then
+   skipped: no compilation, no launch. Everything else in the call (PyTorch ops, allocations)
+   runs as usual, on whatever the skipped kernels left in their outputs, so the results of
+   the dry pass are garbage and are dropped. The call must not decide anything on the values
+   it computes (the network does not).
+2. the recorded kernels are compiled in a thread pool through ``JITFunction.preload``, Triton's
+   API for warming its caches from such records, and each one's launcher is built and loaded
+   (what a first launch does: Triton makes a C launcher stub per kernel signature with the host
+   compiler). Triton releases the GIL in much of its lowering and the host compiler and
+   ``ptxas`` are subprocesses, so these overlap; the Python parts of Triton's front end do not
+   (the 18 kernels of a 640x480 fuse on a 16-core H100 host: 11.7-21.3 s one by one, 3.9-6.5 s
+   on 8 threads; docs/benchmarks.md). The kernels land in Triton's in-memory and on-disk caches
+   under the keys the launches computed, so the real calls that follow compile nothing.
+
+Nothing here changes which kernels run or what they compute. If the installed Triton lacks the
+APIs (``JITFunction.preload``, ``knobs.runtime.jit_cache_hook``), :func:`precompile` does
+nothing and says why in :attr:`PrecompileStats.skipped`; the kernels then compile on first use
+as before. ``DIFFMF_COMPILE_THREADS`` sets the pool size (``0`` or ``1``: off; default: the
+CPUs this process may use, at most :data:`MAX_THREADS`: more threads mostly wait for the GIL).
+"""
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any, Callable, Dict, List, Optional, Tuple
+
+logger = logging.getLogger(__name__)
+
+ENV_THREADS = "DIFFMF_COMPILE_THREADS"
+MAX_THREADS = 8  # 640x480 fuse, H100 host, 18 kernels: 4 / 8 / 16 threads 5.1 / 3.9 / 4.4 s
+
+Request = Tuple[Any, Any, str]  # (JITFunction, device index, Triton's serialised specialisation)
+
+
+@dataclass
+class PrecompileStats:
+    """What one :func:`precompile` did.
+
+    Attributes:
+        recorded: distinct kernel specialisations the dry pass launched that were not in memory.
+        failed: of those, how many did not compile here (they compile, or raise, on first use).
+        threads: the pool size used (0 when nothing ran).
+        seconds: wall time of the dry pass and the compilations.
+        skipped: why nothing ran (``None`` when it did).
+    """
+
+    recorded: int = 0
+    failed: int = 0
+    threads: int = 0
+    seconds: float = 0.0
+    skipped: Optional[str] = None
+
+
+def compile_threads() -> int:
+    """Pool size: ``$DIFFMF_COMPILE_THREADS`` if set, else the usable CPUs (at most :data:`MAX_THREADS`)."""
+    text = os.environ.get(ENV_THREADS, "").strip()
+    if text:
+        try:
+            value = int(text)
+        except ValueError:
+            raise ValueError(f"{ENV_THREADS}={text!r} is not an integer (0 or 1 turns parallel compilation off)") from None
+        if value < 0:
+            raise ValueError(f"{ENV_THREADS}={text!r} must be >= 0")
+        return value
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        cpus = os.cpu_count() or 1
+    return max(1, min(cpus, MAX_THREADS))
+
+
+def unsupported() -> Optional[str]:
+    """None when this Triton has what :func:`precompile` uses, else what is missing."""
+    try:
+        import triton
+        from triton import knobs
+        from triton.runtime.jit import JITFunction
+    except ImportError as exc:  # pragma: no cover - the caller checked Triton before
+        return f"Triton cannot be imported ({exc})"
+    missing = [name for name, ok in (
+        ("JITFunction.preload", hasattr(JITFunction, "preload")),
+        ("knobs.runtime.jit_cache_hook", hasattr(getattr(knobs, "runtime", None), "jit_cache_hook")),
+    ) if not ok]
+    if missing:
+        return f"Triton {triton.__version__} has no {', '.join(missing)}"
+    return None
+
+
+def describe() -> str:
+    """One line for ``diffmf doctor``: how new kernels get compiled, and why."""
+    try:
+        n = compile_threads()
+    except ValueError as exc:
+        return f"invalid setting: {exc}"
+    source = (f"${ENV_THREADS}" if os.environ.get(ENV_THREADS, "").strip()
+              else f"default: the usable CPUs, at most {MAX_THREADS}")
+    if n <= 1:
+        return f"one kernel at a time, at its first launch ({source}: {n})"
+    why = unsupported()
+    if why is not None:
+        return f"one kernel at a time, at its first launch: {why}"
+    return f"{n} threads compile the kernels of each new input size before it runs ({source})"
+
+
+class _Recorder:
+    """``jit_cache_hook`` of the dry pass: keeps ``(kernel, device, specialisation)`` per new key
+    and returns True, which makes Triton skip the compilation and the launch. The hook is
+    process-wide: launches from other threads are left to compile and run as usual."""
+
+    def __init__(self) -> None:
+        self.requests: Dict[Tuple[int, Any, str], Request] = {}
+        self.thread = threading.get_ident()
+
+    def __call__(self, *, key: str, fn: Any, compile: Dict[str, Any], **_: Any) -> bool:
+        if threading.get_ident() != self.thread:
+            return False
+        jit_fn, device = fn.jit_function, compile.get("device")
+        self.requests.setdefault((id(jit_fn), device, key), (jit_fn, device, compile["specialization_data"]))
+        return True
+
+
+def record(call: Callable[[], Any]) -> List[Request]:
+    """Run ``call`` as a dry pass; return the ``(JITFunction, device, specialisation data)`` of
+    every kernel it would have compiled.
+
+    An exception inside ``call`` (out of memory, say) ends the dry pass early; what was recorded
+    until then is returned and the real call meets the error again in its own context.
+    """
+    from triton import knobs
+
+    recorder = _Recorder()
+    previous = knobs.runtime.jit_cache_hook
+    knobs.runtime.jit_cache_hook = recorder
+    try:
+        out = call()
+        del out
+    except Exception as exc:  # noqa: BLE001 - see the docstring
+        logger.debug("precompile: the dry pass stopped early: %s", exc)
+    finally:
+        knobs.runtime.jit_cache_hook = previous
+    return list(recorder.requests.values())
+
+
+def _build(request: Request) -> bool:
+    """Compile one recorded kernel (``JITFunction.preload``, which files it in the JIT's caches
+    under the launch's key) and build its launcher and load it, as its first launch would
+    (the ``CompiledKernel.run`` property: Triton's C launcher stub, made by the host compiler and
+    cached on disk, and the binary loaded on the device). Runs on a pool thread with the
+    recorded device made current. False if it failed: the first launch then compiles, or raises,
+    as it would have without this module."""
+    import torch
+
+    jit_fn, device, data = request
+    try:
+        with torch.cuda.device(device) if isinstance(device, int) else contextlib.nullcontext():
+            kernel = jit_fn.preload(data)
+            kernel.run  # noqa: B018 - the property builds and loads the launcher
+    except Exception as exc:  # noqa: BLE001 - see the docstring
+        logger.debug("precompile: %s did not compile here: %s", getattr(jit_fn, "__name__", jit_fn), exc)
+        return False
+    return True
+
+
+def _prime(requests: List[Request]) -> None:
+    """Compute, on this thread, the lazily cached values every compilation reads first, which
+    the dry pass (no compilation) leaves empty: Triton's own key (a SHA-256 of its compiler
+    sources and of the ``libtriton`` library, hundreds of MB), each kernel's source hash and the
+    backend's hash and options (``ptxas`` and its version, found through subprocesses). Left to
+    the pool, every thread computes them at once: with 16 threads on an H100 host, 6.8
+    CPU-seconds for 18 kernels that were all in Triton's disk cache. Each step is only an
+    optimisation: a Triton without it is left alone."""
+    steps: List[Tuple[str, Callable[[], Any]]] = []
+    try:
+        from triton.runtime.cache import triton_key
+
+        steps.append(("triton_key", triton_key))
+    except ImportError:
+        pass
+    for jit_fn in {id(r[0]): r[0] for r in requests}.values():
+        steps.append((f"{jit_fn} source hash", lambda f=jit_fn: f.cache_key))
+
+    def backend() -> None:
+        from triton.compiler import make_backend
+        from triton.runtime import driver
+
+        b = make_backend(driver.active.get_current_target())
+        b.hash()
+        b.parse_options({})
+
+    steps.append(("backend", backend))
+    for what, step in steps:
+        try:
+            step()
+        except Exception as exc:  # noqa: BLE001 - see the docstring
+            logger.debug("precompile: %s not primed: %s", what, exc)
+
+
+def compile_all(requests: List[Request], threads: int) -> int:
+    """Compile ``requests`` (from :func:`record`) on ``threads`` threads; returns how many failed.
+
+    Each thread compiles a kernel and builds its launcher, so the host compiler's runs for the
+    launchers overlap the other kernels' compilations. The per-device caches the kernels are
+    filed in exist already: the dry pass made them on this thread.
+    """
+    if not requests:
+        return 0
+    _prime(requests)
+    with ThreadPoolExecutor(max_workers=threads, thread_name_prefix="diffmf-compile") as pool:
+        return sum(1 for ok in pool.map(_build, requests) if not ok)
+
+
+def precompile(*calls: Callable[[], Any], threads: Optional[int] = None) -> PrecompileStats:
+    """Compile, in parallel, the Triton kernels the ``calls`` would compile one by one (see the
+    module docstring). Each call is run once as a dry pass, in order; the kernels of all of them
+    are then compiled together. The caller runs them for real afterwards."""
+    n = compile_threads() if threads is None else int(threads)
+    if n <= 1:
+        return PrecompileStats(skipped=f"{ENV_THREADS}={n}" if threads is None else f"threads={n}")
+    why = unsupported()
+    if why is not None:
+        return PrecompileStats(skipped=why)
+    start = time.perf_counter()
+    requests: Dict[Tuple[int, Any, str], Request] = {}
+    for call in calls:
+        for request in record(call):
+            requests.setdefault((id(request[0]), request[1], request[2]), request)
+    failed = compile_all(list(requests.values()), n)
+    stats = PrecompileStats(recorded=len(requests), failed=failed, threads=n, seconds=time.perf_counter() - start)
+    if requests:
+        logger.debug("precompile: %d Triton kernels in %.2f s on %d threads (%d failed)",
+                     stats.recorded, stats.seconds, n, failed)
+    return stats
