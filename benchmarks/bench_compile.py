@@ -9,7 +9,10 @@ Every measurement is a new process with its own ``TRITON_CACHE_DIR``:
   seconds of the first call (compilation included), of the second, and how many Triton
   kernels the real pass still compiled after :mod:`diffmf.ops.triton.precompile` ran (0 when
   the dry pass recorded every kernel under the key the launches use);
-* ``folder``: ``python -m diffmf fuse`` of ``--folder`` from start to exit.
+* ``folder``: ``python -m diffmf fuse`` of ``--folder`` from start to exit;
+* ``train``: ``python -m diffmf train diffmf_paper`` on ``--train-root`` for 3 steps (batch 16 of
+  128x128 crops, bf16, CUDA-graphed), start to exit; the training step's kernels (forward and
+  backward) are compiled ahead from a dry step (``GraphedTrainStep``).
 
 Each runs cold (empty cache) with ``DIFFMF_COMPILE_THREADS=0`` (one by one, as before) and with
 the parallel default (or ``--threads``), then warm (the cache the parallel run left) both ways.
@@ -142,13 +145,24 @@ def _same_images(a: Path, b: Path) -> Optional[bool]:
     return all(np.array_equal(np.asarray(Image.open(a / f)), np.asarray(Image.open(b / f))) for f in files)
 
 
+def _same_weights(a: Path, b: Path) -> Optional[bool]:
+    """Whether two training runs ended with the same weights (``final_state.json``'s digests)."""
+    try:
+        da, db = (json.loads((run / "final_state.json").read_text())["params_sha256"] for run in (a, b))
+    except (OSError, KeyError, ValueError):
+        return None
+    return da == db
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", type=Path, required=True)
     ap.add_argument("--size", default="480x640", help="HxW of the single pair")
     ap.add_argument("--folder", type=Path, default=None, help="a folder with ir/ and vi/ (e.g. .data/test/TNO25)")
     ap.add_argument("--threads", type=int, default=None, help="parallel compile threads (default: diffmf's default)")
-    ap.add_argument("--what", default="single,folder", help="which of single,folder to run (folder needs --folder)")
+    ap.add_argument("--what", default="single,folder",
+                    help="which of single,folder,train to run (folder needs --folder, train --train-root)")
+    ap.add_argument("--train-root", type=Path, default=None, help="a training folder with ir/ and vi/ (e.g. .data/train/LLVIP32)")
     ap.add_argument("--rounds", type=int, default=1)
     ap.add_argument("--sweep", default=None, metavar="N,N,...",
                     help="instead: the single pair cold with each of these thread counts (1 = one by one)")
@@ -188,7 +202,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         return 0
     for r in range(a.rounds):
         caches = {mode: work / f"cache_{mode}_{r}" for mode in ("serial", "parallel")}
-        for what in [w for w in a.what.split(",") if w == "single" or (w == "folder" and a.folder)]:
+        for what in [w for w in a.what.split(",") if w == "single" or (w == "folder" and a.folder)
+                     or (w == "train" and a.train_root)]:
             outs = {}
             # cold serial, cold parallel, then both warm on the parallel run's cache
             for label, threads, cache in (("cold", "0", caches["serial"]), ("cold", par, caches["parallel"]),
@@ -203,18 +218,28 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                     out = work / f"{tag}.npy"
                     cmd = [sys.executable, str(Path(__file__).resolve()), "--out", str(a.out),
                            "--child", a.size, "--save", str(out)]
-                else:
+                elif what == "folder":
                     out = work / tag
                     cmd = [sys.executable, "-m", "diffmf", "fuse", "--ir", str(a.folder / "ir"),
                            "--vi", str(a.folder / "vi"), "-o", str(out), "--device", "cuda", "--quiet"]
+                else:
+                    out = work / tag
+                    cmd = [sys.executable, "-m", "diffmf", "train", "diffmf_paper", "--set",
+                           f"data.roots=[{a.train_root}]", f"out_dir={out}", "train.steps=3", "data.batch_size=16",
+                           "data.num_workers=4", "train.amp=bf16", "train.cuda_graph=on", "train.log_every=1",
+                           "train.checkpoint_every=0", "train.image_every=0", "train.tensorboard=false",
+                           "train.device=cuda", "train.deterministic=true", "val.every=0", "val.roots=[]"]
                 rec = _run(cmd, env, cache, a.timeout)
                 rec.update(what=what, cache=label, threads=threads or "default", round=r)
                 outs[(label, threads)] = out
                 rows.append(rec)
                 print(json.dumps(rec), flush=True)
             ref, new = outs[("cold", "0")], outs[("cold", par)]
-            same = (bool(np.array_equal(np.load(ref), np.load(new))) if what == "single"
-                    else _same_images(ref, new))
+            if what == "train":
+                same = _same_weights(ref, new)
+            else:
+                same = (bool(np.array_equal(np.load(ref), np.load(new))) if what == "single"
+                        else _same_images(ref, new))
             rows.append({"what": what, "round": r, "bitwise_equal_serial_vs_parallel": same})
     print(f"\n{'what':7} {'cache':5} {'threads':8} {'wall s':>8} {'first s':>8} {'dry s':>6} {'compile s':>9} "
           f"{'2nd s':>6} {'compiles after':>14} {'new entries':>11}")

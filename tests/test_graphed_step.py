@@ -219,3 +219,28 @@ def test_two_gpus_graphed_match_ddp(tmp_path, pairs_root):
         digests[mode] = final["params_sha256"][0]
         assert ("CUDA-graphed steps" in (out / "train.log").read_text()) == (mode == "on")
     assert digests["on"] == digests["off"]
+
+
+@cuda
+@pytest.mark.parametrize("graph", ["off", "on"])
+def test_compiling_ahead_changes_nothing_in_training(tmp_path, pairs_root, monkeypatch, graph):
+    """The precompile dry run (diffmf.ops.triton.precompile) puts back the gradients and the
+    random states: a run with it equals a run without it, drop-path randomness included."""
+    from diffmf.ops.triton import precompile as P
+
+    dry_runs = []
+    record = P.record
+    monkeypatch.setattr(P, "record", lambda call: dry_runs.append(1) or record(call))
+    runs = {}
+    for threads in ("4", "0"):
+        monkeypatch.setenv("DIFFMF_COMPILE_THREADS", threads)
+        cfg = tiny(tmp_path / threads, pairs_root, "train.steps=3", "train.device=cuda", "train.amp=bf16",
+                   "train.deterministic=true", f"train.cuda_graph={graph}", "model.drop_path=0.2")
+        trainer = Trainer(cfg)
+        trainer.fit()
+        runs[threads] = (trainer, torch.cuda.get_rng_state(), len(dry_runs))
+    (a, rng_a, dry_a), (b, rng_b, dry_b) = runs["4"], runs["0"]
+    assert dry_a == 1 and dry_b == 1  # one dry step with 4 threads, none with 0
+    assert [h["loss"] for h in a.history] == [h["loss"] for h in b.history]
+    assert params_digest(a.model) == params_digest(b.model)
+    assert torch.equal(rng_a, rng_b)

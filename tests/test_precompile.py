@@ -211,3 +211,30 @@ def test_the_real_pass_compiles_nothing_after_precompile():
         assert torch.isfinite(out).all()
         again = P.precompile(lambda: model(ir, vi), threads=4)
     assert again.recorded == 0  # everything is in memory now
+
+
+@cuda
+def test_a_backward_in_the_dry_pass_is_recorded_too():
+    from diffmf.ops import selective_scan_2d
+
+    g = torch.Generator().manual_seed(0)
+    b, k, d, n, h, w = 1, 4, 3, 16, 19, 23  # a shape no other test uses
+    cpu = [torch.randn(b, d, h, w, generator=g), torch.randn(b, k, d, h, w, generator=g) - 1,
+           -torch.rand(k * d, n, generator=g), torch.randn(b, k, n, h, w, generator=g),
+           torch.randn(b, k, n, h, w, generator=g), torch.randn(k * d, generator=g), torch.randn(k * d, generator=g)]
+
+    def step():
+        xs = [t.cuda().requires_grad_() for t in cpu]
+        y = selective_scan_2d(*xs, True, backend="triton")
+        return torch.autograd.grad(y, xs, torch.ones_like(y))
+
+    stats = P.precompile(step, threads=4)
+    assert stats.recorded > 0 and stats.failed == 0
+    compiled = []
+    triton.knobs.runtime.jit_cache_hook = lambda **kw: compiled.append(kw["key"])
+    try:
+        grads = step()
+    finally:
+        triton.knobs.runtime.jit_cache_hook = None
+    assert compiled == []  # the backward kernels too were compiled ahead
+    assert all(torch.isfinite(gr).all() for gr in grads)

@@ -119,12 +119,22 @@ def _self_check(device, backend: str) -> Tuple[bool, str]:
         "rank-2 ": ([u, dts, weight, *rest], lambda *x, be: selective_scan_2d_lowrank(*x, True, backend=be),
                     ("y", "du", "ddts", "dW", "dA", "dB", "dC", "dD", "dbias")),
     }
+    def run_case(cpu, fn):
+        xs = [t.to(device).requires_grad_() for t in cpu]
+        y = fn(*xs, be=backend)
+        return [y] + list(torch.autograd.grad(y, xs, dy.to(device)))
+
+    compiled = ""
+    if device.type == "cuda" and backend == "triton":  # compile the kernels on threads first
+        from diffmf.ops.triton.precompile import precompile
+
+        stats = precompile(*(lambda c=c, f=f: run_case(c, f) for c, f, _ in cases.values()))
+        if stats.recorded:
+            compiled = f"; {stats.recorded} kernels compiled first in {stats.seconds:.1f} s on {stats.threads} threads"
     errs = {}
     t0 = time.perf_counter()
     for prefix, (cpu, fn, names) in cases.items():
-        xs = [t.to(device).requires_grad_() for t in cpu]
-        y = fn(*xs, be=backend)
-        got = [y] + list(torch.autograd.grad(y, xs, dy.to(device)))
+        got = run_case(cpu, fn)
         refs_in = [t.double().requires_grad_() for t in cpu]
         if prefix:  # the oracle on the expanded map
             yr = selective_scan_2d(refs_in[0], expand_delta(refs_in[1], refs_in[2]), *refs_in[3:], True, backend="ref")
@@ -140,7 +150,7 @@ def _self_check(device, backend: str) -> Tuple[bool, str]:
     worst = max(errs, key=errs.get)
     ok = all(e <= TOLERANCE and e == e for e in errs.values())  # e == e: not NaN
     per_tensor = " ".join(f"{k}={v:.0e}" for k, v in errs.items())
-    detail = f"{elapsed:.2f} s; max relative error {errs[worst]:.1e} ({worst}); {per_tensor}"
+    detail = f"{elapsed:.2f} s{compiled}; max relative error {errs[worst]:.1e} ({worst}); {per_tensor}"
     return ok, detail
 
 

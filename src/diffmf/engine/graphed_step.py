@@ -20,7 +20,9 @@ path, DDP-wrapped under ``torchrun``). Replays run the same kernels on the same 
 graphed run matches an eager run step for step (``tests/test_graphed_step.py`` checks it on
 a GPU with deterministic algorithms).
 
-First call: ``warmup`` eager forward + backward runs on a side stream (they compile the Triton
+First call on CUDA: the step's Triton kernels are compiled on several CPU threads from one dry
+run (:mod:`diffmf.ops.triton.precompile`; its gradients and the random states are put back).
+Then ``warmup`` eager forward + backward runs on a side stream (they compile the Triton
 kernels and pick the cuDNN algorithms, which must not happen during a capture; their
 gradients are discarded), then the capture. The CPU and CUDA random states are restored
 afterwards, so a graphed run consumes randomness exactly like a run that starts replaying at
@@ -57,6 +59,8 @@ class GraphedTrainStep:
         strict: raise if the capture fails (``train.cuda_graph=on``) instead of logging a
             warning and running eagerly from then on (``auto``).
         graphs: False runs every step as the eager twin (``train.cuda_graph=off``, CPU).
+        precompile: on CUDA, compile the Triton kernels of each new input shape on several
+            threads first (``DIFFMF_COMPILE_THREADS``; not for a DDP-wrapped ``net``).
 
     Inputs: ``ir``, ``vi`` ``(B, 1, H, W)`` float in [0, 1], on any device (copied into the
     static inputs; pinned CPU tensors are copied asynchronously). Outputs: the loss parts, the
@@ -65,7 +69,7 @@ class GraphedTrainStep:
 
     def __init__(self, net: nn.Module, loss_fn: LossFn, params: List[nn.Parameter], *,
                  autocast: Optional[torch.dtype], scale: Callable[[Tensor], Tensor] = lambda t: t,
-                 warmup: int = 2, strict: bool = False, graphs: bool = True) -> None:
+                 warmup: int = 2, strict: bool = False, graphs: bool = True, precompile: bool = True) -> None:
         if warmup < 1:
             raise ValueError(f"warmup must be >= 1 (kernels compile on the first run), got {warmup}")
         self.net, self.loss_fn, self.params = net, loss_fn, list(params)
@@ -78,6 +82,8 @@ class GraphedTrainStep:
         self._static: Tuple[Tensor, ...] = ()
         self._out: Tuple[Dict[str, Tensor], Tensor] = ({}, torch.empty(0))
         self._warned_shape = False
+        self.precompile = bool(precompile)
+        self._precompiled: set = set()  # input keys whose kernels were compiled ahead
 
     def _autocast(self, cache: bool):
         if self.autocast is None:
@@ -97,9 +103,44 @@ class GraphedTrainStep:
             p.grad = None
         return self._forward_backward(ir, vi, cache=True)
 
+    def _precompile(self, key: Hashable, ir: Tensor, vi: Tensor, dev: torch.device) -> None:
+        """Before the first step of an input key (and before any capture): compile the step's
+        Triton kernels on several threads from a dry run of :meth:`eager`, then put back what that
+        run changed (the gradients, to ``None``; the CPU and CUDA random states). Not for a
+        DDP-wrapped net: its dry backward would all-reduce, and a rank whose dry run stopped early
+        would leave the others waiting."""
+        self._precompiled.add(key)
+        if isinstance(self.net, nn.parallel.DistributedDataParallel):
+            return
+        from diffmf.ops.dispatch import triton_status
+
+        if triton_status(dev) is not None:
+            return
+        from diffmf.ops.triton.precompile import precompile
+
+        ir, vi = ir.to(dev), vi.to(dev)
+        cpu_rng, cuda_rng = torch.get_rng_state(), torch.cuda.get_rng_state(dev)
+        try:
+            stats = precompile(lambda: self.eager(ir, vi))
+        finally:
+            torch.set_rng_state(cpu_rng)
+            torch.cuda.set_rng_state(cuda_rng, dev)
+            for p in self.params:
+                p.grad = None
+        if stats.skipped is not None:
+            logger.debug("no parallel compilation: %s", stats.skipped)
+            self.precompile = False
+        elif stats.recorded:
+            logger.info("compiled %d Triton kernels of the training step in %.1f s on %d threads",
+                        stats.recorded - stats.failed, stats.seconds, stats.threads)
+
     def __call__(self, ir: Tensor, vi: Tensor) -> Tuple[Dict[str, Tensor], Tensor, Tensor, Tensor]:
         """One step's forward, loss and backward -> ``(parts, fused, ir, vi)`` on the device."""
         dev = self.params[0].device
+        if self.precompile and self._graph is None and dev.type == "cuda":
+            key = (tuple(ir.shape), tuple(vi.shape), ir.dtype, vi.dtype)
+            if key not in self._precompiled:
+                self._precompile(key, ir, vi, dev)
         if self.enabled and dev.type == "cuda":
             key = (tuple(ir.shape), tuple(vi.shape), ir.dtype, vi.dtype)
             if self._graph is None:

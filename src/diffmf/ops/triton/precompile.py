@@ -20,7 +20,7 @@ the kernels").
    (what a first launch does: Triton makes a C launcher stub per kernel signature with the host
    compiler). Triton releases the GIL in much of its lowering and the host compiler and
    ``ptxas`` are subprocesses, so these overlap; the Python parts of Triton's front end do not
-   (the 18 kernels of a 640x480 fuse on a 16-core H100 host: 11.7-21.3 s one by one, 3.9-6.5 s
+   (the 18 kernels of a 640x480 fuse on a 16-core H100 host: 11.7-21.3 s one by one, 3.9-6.6 s
    on 8 threads; docs/benchmarks.md). The kernels land in Triton's in-memory and on-disk caches
    under the keys the launches computed, so the real calls that follow compile nothing.
 
@@ -145,11 +145,17 @@ def record(call: Callable[[], Any]) -> List[Request]:
     """
     from triton import knobs
 
+    import torch
+
     recorder = _Recorder()
     previous = knobs.runtime.jit_cache_hook
     knobs.runtime.jit_cache_hook = recorder
+    # A backward inside ``call`` runs its CUDA part on autograd's device threads, whose launches
+    # the recorder leaves alone; on the calling thread it is recorded too.
+    one_thread = getattr(torch.autograd, "set_multithreading_enabled", None)
     try:
-        out = call()
+        with one_thread(False) if one_thread is not None else contextlib.nullcontext():
+            out = call()
         del out
     except Exception as exc:  # noqa: BLE001 - see the docstring
         logger.debug("precompile: the dry pass stopped early: %s", exc)
