@@ -82,13 +82,9 @@ def branch_max_pixels(device: torch.device) -> Optional[int]:
         return _auto_limit[index]
     if text in ("none", "inf"):
         return None
-    try:
-        value = int(text)
-    except ValueError:
-        raise ValueError(f"{MAX_PIXELS_ENV}={text!r}: a pixel count, 'auto' or 'none'") from None
-    if value < 0:
-        raise ValueError(f"{MAX_PIXELS_ENV}={text!r}: a pixel count must be >= 0")
-    return value
+    from diffmf.ops.dispatch import env_count
+
+    return env_count(MAX_PIXELS_ENV, text, "a pixel count >= 0, 'auto' or 'none'")
 
 
 def describe(device: torch.device) -> str:

@@ -90,6 +90,18 @@ def needs_grad(*tensors: Optional[torch.Tensor]) -> bool:
     return torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in tensors)
 
 
+def env_count(name: str, text: str, meaning: str) -> int:
+    """``text`` (the value of environment variable ``name``) as an integer >= 0, or a
+    ``ValueError`` that names the variable, the value and ``meaning`` (what the variable takes)."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise ValueError(f"{name}={text!r}: expected {meaning}")
+    return value
+
+
 def triton_interpreting() -> bool:
     return os.environ.get("TRITON_INTERPRET", "0") == "1"
 

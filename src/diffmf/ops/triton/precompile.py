@@ -72,13 +72,9 @@ def compile_threads() -> int:
     """Pool size: ``$DIFFMF_COMPILE_THREADS`` if set, else the usable CPUs (at most :data:`MAX_THREADS`)."""
     text = os.environ.get(ENV_THREADS, "").strip()
     if text:
-        try:
-            value = int(text)
-        except ValueError:
-            raise ValueError(f"{ENV_THREADS}={text!r} is not an integer (0 or 1 turns parallel compilation off)") from None
-        if value < 0:
-            raise ValueError(f"{ENV_THREADS}={text!r} must be >= 0")
-        return value
+        from diffmf.ops.dispatch import env_count
+
+        return env_count(ENV_THREADS, text, "a thread count >= 0 (0 or 1: compile at first launch)")
     try:
         cpus = len(os.sched_getaffinity(0))
     except AttributeError:  # not Linux
