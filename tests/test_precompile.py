@@ -54,6 +54,32 @@ def test_describe_says_how_and_why(monkeypatch):
     assert P.describe().startswith("invalid setting:") and P.ENV_THREADS in P.describe()
 
 
+def test_markers_skip_the_calls_precompiled_before(monkeypatch, tmp_path):
+    monkeypatch.setenv("TRITON_CACHE_DIR", str(tmp_path))
+    if P.unsupported() is not None:
+        pytest.skip(P.unsupported())
+    ran = []
+    P._mark("x")
+    stats = P.precompile(lambda: ran.append("x"), lambda: ran.append("y"), threads=2, markers=["x", "y"])
+    assert ran == ["y"] and stats.done_before == 1 and stats.skipped is None
+    assert P.marker_path("y").exists() and P.marker_path("y").parent.parent == tmp_path
+    again = P.precompile(lambda: ran.append("x"), lambda: ran.append("y"), threads=2, markers=["x", "y"])
+    assert ran == ["y"] and again.done_before == 2 and again.recorded == 0
+    monkeypatch.setenv("DIFFMF_SOMETHING", "1")  # another setting: another marker
+    assert not P.marker_path("y").exists()
+    with pytest.raises(ValueError, match="markers"):
+        P.precompile(lambda: None, threads=2, markers=[])
+
+
+def test_no_marker_when_a_kernel_failed(monkeypatch, tmp_path):
+    monkeypatch.setenv("TRITON_CACHE_DIR", str(tmp_path))
+    if P.unsupported() is not None:
+        pytest.skip(P.unsupported())
+    monkeypatch.setattr(P, "compile_all", lambda requests, threads: 1)
+    stats = P.precompile(lambda: None, threads=2, markers=["z"])
+    assert stats.failed == 1 and not P.marker_path("z").exists()
+
+
 def test_one_thread_runs_nothing():
     calls = []
     stats = P.precompile(lambda: calls.append(1), threads=1)
@@ -128,8 +154,10 @@ def cpu_fuser_as_on_cuda(monkeypatch):
     fuser.precompile = True
     calls = []
 
-    def fake(*dry_calls, **kw):
+    def fake(*dry_calls, markers=None, **kw):
         calls.append([c.args[0] for c in dry_calls])
+        assert markers is not None and len(markers) == len(dry_calls)
+        assert all(str(c.args[0]) in m and "amp=False" in m for c, m in zip(dry_calls, markers))
         for c in dry_calls:
             c()
         return P.PrecompileStats(recorded=len(dry_calls), threads=2)

@@ -100,7 +100,7 @@ def first_use_notice(device) -> None:
         from diffmf.ops.triton.precompile import describe
 
         logger.info("first use of diffmf's GPU kernels with this GPU and Triton %s: Triton compiles them for each new "
-                    "image size class (%s; TNO25 took 16-17 s on a 16-core H100 host); later runs load them from %s",
+                    "image size class (%s; TNO25 took 15-17 s on a 16-core H100 host); later runs load them from %s",
                     triton.__version__, describe(), triton_cache_dir())
 
 

@@ -203,7 +203,10 @@ class Fuser:
             return None
         from diffmf.ops.triton.precompile import precompile
 
-        stats = precompile(*(functools.partial(self._dry_call, shape) for shape, _ in keys))
+        config = getattr(self.model, "config", None)
+        model = f"{type(self.model).__qualname__} {config!r}" if config is not None else repr(self.model)
+        stats = precompile(*(functools.partial(self._dry_call, shape) for shape, _ in keys),
+                           markers=[f"fuse {model} {shape} amp={amp}" for shape, amp in keys])
         if stats.skipped is not None:
             logger.debug("no parallel compilation: %s", stats.skipped)
             self.precompile = False

@@ -121,7 +121,10 @@ class GraphedTrainStep:
         ir, vi = ir.to(dev), vi.to(dev)
         cpu_rng, cuda_rng = torch.get_rng_state(), torch.cuda.get_rng_state(dev)
         try:
-            stats = precompile(lambda: self.eager(ir, vi))
+            config = getattr(self.net, "config", None)
+            net = f"{type(self.net).__qualname__} {config!r}" if config is not None else repr(self.net)
+            stats = precompile(lambda: self.eager(ir, vi),
+                               markers=[f"train {net} {type(self.loss_fn).__qualname__} {key} autocast={self.autocast}"])
         finally:
             torch.set_rng_state(cpu_rng)
             torch.cuda.set_rng_state(cuda_rng, dev)

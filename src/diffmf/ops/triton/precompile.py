@@ -24,6 +24,12 @@ the kernels").
    on 8 threads; docs/benchmarks.md). The kernels land in Triton's in-memory and on-disk caches
    under the keys the launches computed, so the real calls that follow compile nothing.
 
+Callers may describe each call (``markers``: the model, the input shape, the precision); after
+a call's kernels all compiled, an empty file named by a hash of that description and of the
+environment (versions, GPUs, kernel sources, ``DIFFMF_*`` / ``TRITON_*`` settings) is left in
+Triton's cache folder, and a later process skips that call's dry pass: its kernels are on disk
+already, and the dry pass (a forward without its scans) would only cost time.
+
 Nothing here changes which kernels run or what they compute. If the installed Triton lacks the
 APIs (``JITFunction.preload``, ``knobs.runtime.jit_cache_hook``), :func:`precompile` does
 nothing and says why in :attr:`PrecompileStats.skipped`; the kernels then compile on first use
@@ -33,13 +39,16 @@ CPUs this process may use, at most :data:`MAX_THREADS`: more threads mostly wait
 from __future__ import annotations
 
 import contextlib
+import functools
+import hashlib
 import logging
 import os
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any, Callable, Dict, List, Optional, Tuple
+from pathlib import Path
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 logger = logging.getLogger(__name__)
 
@@ -58,7 +67,8 @@ class PrecompileStats:
         failed: of those, how many did not compile here (they compile, or raise, on first use).
         threads: the pool size used (0 when nothing ran).
         seconds: wall time of the dry pass and the compilations.
-        skipped: why nothing ran (``None`` when it did).
+        skipped: why nothing ran at all (``None`` when it could): off, or Triton lacks the APIs.
+        done_before: calls left out because their markers say they were precompiled before.
     """
 
     recorded: int = 0
@@ -66,6 +76,7 @@ class PrecompileStats:
     threads: int = 0
     seconds: float = 0.0
     skipped: Optional[str] = None
+    done_before: int = 0
 
 
 def compile_threads() -> int:
@@ -228,23 +239,90 @@ def compile_all(requests: List[Request], threads: int) -> int:
         return sum(1 for ok in pool.map(_build, requests) if not ok)
 
 
-def precompile(*calls: Callable[[], Any], threads: Optional[int] = None) -> PrecompileStats:
+MARKER_DIR = "diffmf-precompiled"  # inside Triton's cache folder: cleared with it
+
+
+@functools.lru_cache(maxsize=1)
+def _installation_key() -> str:
+    """The versions, the GPUs and the source of diffmf's Triton kernels (read once)."""
+    import torch
+    import triton
+
+    import diffmf
+
+    parts = [diffmf.__version__, torch.__version__, triton.__version__]
+    if torch.cuda.is_available():
+        parts += [f"{torch.cuda.get_device_name(i)} {torch.cuda.get_device_capability(i)}"
+                  for i in range(torch.cuda.device_count())]
+    here = Path(__file__).resolve().parent
+    parts += [hashlib.sha256(f.read_bytes()).hexdigest() for f in sorted(here.glob("*.py"))]
+    return "\n".join(parts)
+
+
+def _environment_key() -> str:
+    """What else decides which kernels a call compiles: :func:`_installation_key` and the
+    current ``DIFFMF_*`` / ``TRITON_*`` settings."""
+    env = [f"{k}={v}" for k, v in sorted(os.environ.items()) if k.startswith(("DIFFMF_", "TRITON_"))]
+    return "\n".join([_installation_key(), *env])
+
+
+def marker_path(what: str) -> Path:
+    """The file that says ``what`` (a description of a call: its model, shapes, precision) was
+    precompiled here before, with this environment (:func:`_environment_key`)."""
+    from diffmf.ops.triton_cache import triton_cache_dir
+
+    digest = hashlib.sha256(f"{_environment_key()}\n{what}".encode()).hexdigest()[:32]
+    return triton_cache_dir() / MARKER_DIR / digest
+
+
+def _mark(what: str) -> None:
+    path = marker_path(what)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.touch()
+    except OSError as exc:  # a read-only cache only costs the dry pass next time
+        logger.debug("precompile: no marker written at %s: %s", path, exc)
+
+
+def precompile(*calls: Callable[[], Any], threads: Optional[int] = None,
+               markers: Optional[Sequence[str]] = None) -> PrecompileStats:
     """Compile, in parallel, the Triton kernels the ``calls`` would compile one by one (see the
     module docstring). Each call is run once as a dry pass, in order; the kernels of all of them
-    are then compiled together. The caller runs them for real afterwards."""
+    are then compiled together. The caller runs them for real afterwards.
+
+    ``markers`` (one per call) describe the calls; a call whose marker says it was precompiled
+    before, in Triton's current cache with the same versions, GPUs, kernel sources and settings,
+    is left out: its kernels are on disk, and its dry pass would only cost time (a forward
+    without its scans). The markers of calls whose kernels all compiled are written after.
+    If the cache was cleared in between, those calls compile at first launch, as without this
+    module."""
     n = compile_threads() if threads is None else int(threads)
     if n <= 1:
         return PrecompileStats(skipped=f"{ENV_THREADS}={n}" if threads is None else f"threads={n}")
     why = unsupported()
     if why is not None:
         return PrecompileStats(skipped=why)
+    if markers is not None:
+        if len(markers) != len(calls):
+            raise ValueError(f"{len(markers)} markers for {len(calls)} calls")
+        todo = [(c, m) for c, m in zip(calls, markers) if not marker_path(m).exists()]
+        done_before = len(calls) - len(todo)
+        if not todo:
+            return PrecompileStats(threads=n, done_before=done_before)
+        calls, markers = tuple(c for c, _ in todo), [m for _, m in todo]
+    else:
+        done_before = 0
     start = time.perf_counter()
     requests: Dict[Tuple[int, Any, str], Request] = {}
     for call in calls:
         for request in record(call):
             requests.setdefault((id(request[0]), request[1], request[2]), request)
     failed = compile_all(list(requests.values()), n)
-    stats = PrecompileStats(recorded=len(requests), failed=failed, threads=n, seconds=time.perf_counter() - start)
+    stats = PrecompileStats(recorded=len(requests), failed=failed, threads=n, seconds=time.perf_counter() - start,
+                            done_before=done_before)
+    if markers is not None and not failed:
+        for what in markers:
+            _mark(what)
     if requests:
         logger.debug("precompile: %d Triton kernels in %.2f s on %d threads (%d failed)",
                      stats.recorded, stats.seconds, n, failed)
