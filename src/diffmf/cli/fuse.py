@@ -84,7 +84,7 @@ def check_no_overwrite(ir: Path, vi: Path, out: Path, jobs) -> None:
 def first_use_notice(device) -> None:
     """Log that Triton is about to compile the GPU kernels when its cache has none of diffmf's
     scan kernels for this GPU and Triton version (a new machine's first fuse of TNO25 on an H100:
-    16-17 s with the kernels compiled on 8 threads, 30-41 s one by one)."""
+    15-17 s with the kernels compiled on 8 threads, 30-41 s one by one)."""
     if getattr(device, "type", None) != "cuda":
         return
     from diffmf.ops.dispatch import resolve_backend

@@ -2,7 +2,7 @@
 
 Triton compiles a kernel the first time it meets a new GPU architecture, Triton version or
 size class of the arguments, and caches the binary on disk. A new machine therefore spends
-its first ``diffmf fuse`` compiling (TNO25 on a 16-core H100 host: 16-17 s, 30-41 s
+its first ``diffmf fuse`` compiling (TNO25 on a 16-core H100 host: 15-17 s, 30-41 s
 with ``DIFFMF_COMPILE_THREADS=0``); the CLI uses this
 check to say so instead of appearing stuck. Reading the cache needs no Triton import.
 """
