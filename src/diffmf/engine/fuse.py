@@ -201,10 +201,9 @@ class Fuser:
 
         if resolve_backend(self.device) != "triton":
             return None
-        from diffmf.ops.triton.precompile import precompile
+        from diffmf.ops.triton.precompile import module_description, precompile
 
-        config = getattr(self.model, "config", None)
-        model = f"{type(self.model).__qualname__} {config!r}" if config is not None else repr(self.model)
+        model = module_description(self.model)
         stats = precompile(*(functools.partial(self._dry_call, shape) for shape, _ in keys),
                            markers=[f"fuse {model} {shape} amp={amp}" for shape, amp in keys])
         if stats.skipped is not None:

@@ -116,15 +116,13 @@ class GraphedTrainStep:
 
         if triton_status(dev) is not None:
             return
-        from diffmf.ops.triton.precompile import precompile
+        from diffmf.ops.triton.precompile import module_description, precompile
 
         ir, vi = ir.to(dev), vi.to(dev)
         cpu_rng, cuda_rng = torch.get_rng_state(), torch.cuda.get_rng_state(dev)
         try:
-            config = getattr(self.net, "config", None)
-            net = f"{type(self.net).__qualname__} {config!r}" if config is not None else repr(self.net)
-            stats = precompile(lambda: self.eager(ir, vi),
-                               markers=[f"train {net} {type(self.loss_fn).__qualname__} {key} autocast={self.autocast}"])
+            stats = precompile(lambda: self.eager(ir, vi), markers=[
+                f"train {module_description(self.net)} {type(self.loss_fn).__qualname__} {key} autocast={self.autocast}"])
         finally:
             torch.set_rng_state(cpu_rng)
             torch.cuda.set_rng_state(cuda_rng, dev)
@@ -140,12 +138,10 @@ class GraphedTrainStep:
     def __call__(self, ir: Tensor, vi: Tensor) -> Tuple[Dict[str, Tensor], Tensor, Tensor, Tensor]:
         """One step's forward, loss and backward -> ``(parts, fused, ir, vi)`` on the device."""
         dev = self.params[0].device
-        if self.precompile and self._graph is None and dev.type == "cuda":
-            key = (tuple(ir.shape), tuple(vi.shape), ir.dtype, vi.dtype)
-            if key not in self._precompiled:
-                self._precompile(key, ir, vi, dev)
+        key = (tuple(ir.shape), tuple(vi.shape), ir.dtype, vi.dtype)
+        if self.precompile and self._graph is None and dev.type == "cuda" and key not in self._precompiled:
+            self._precompile(key, ir, vi, dev)
         if self.enabled and dev.type == "cuda":
-            key = (tuple(ir.shape), tuple(vi.shape), ir.dtype, vi.dtype)
             if self._graph is None:
                 self._capture(key, ir, vi, dev)
             if self._graph is not None and key == self._key:

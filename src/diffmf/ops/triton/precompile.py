@@ -266,6 +266,13 @@ def _environment_key() -> str:
     return "\n".join([_installation_key(), *env])
 
 
+def module_description(module: Any) -> str:
+    """A network for a marker: its class and its config (a model built from the same config
+    launches the same kernels), else its ``repr``."""
+    config = getattr(module, "config", None)
+    return f"{type(module).__qualname__} {config!r}" if config is not None else repr(module)
+
+
 def marker_path(what: str) -> Path:
     """The file that says ``what`` (a description of a call: its model, shapes, precision) was
     precompiled here before, with this environment (:func:`_environment_key`)."""
