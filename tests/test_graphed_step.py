@@ -228,6 +228,9 @@ def test_compiling_ahead_changes_nothing_in_training(tmp_path, pairs_root, monke
     random states: a run with it equals a run without it, drop-path randomness included."""
     from diffmf.ops.triton import precompile as P
 
+    # A DIFFMF_* setting of its own: no marker of an earlier run (this test's other case
+    # launches the same kernels) lets the dry step be skipped.
+    monkeypatch.setenv("DIFFMF_TEST_MARKER", str(tmp_path))
     dry_runs = []
     record = P.record
     monkeypatch.setattr(P, "record", lambda call: dry_runs.append(1) or record(call))
