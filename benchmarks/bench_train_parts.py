@@ -8,7 +8,7 @@ training table measured before the fourteenth session) the planar bf16 depthwise
 PyTorch's own ``conv_depthwise2d`` kernels and the loss's 11 x 11 filter a slow cuDNN dgrad
 engine, so both alternatives below look faster (H100: 1.04 -> 0.61 ms and 3.41 -> 0.63 ms);
 in the real trainer they changed nothing (108-111 pairs/s either way) and with deterministic
-algorithms cost 3% (180 -> 185 ms per step): not adopted (docs/benchmarks.md, run 13).
+algorithms cost 3% (180 -> 185 ms per step): not adopted (docs/benchmarks-log.md, run 13).
 
 * ``dwconv``: SS2D's depthwise 3x3 conv + SiLU with its backward in the model's form (planar
   copy -> ``F.conv2d`` -> SiLU) against the same conv on the channels-last view followed by

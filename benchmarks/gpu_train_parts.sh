@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Device run for the training step's non-scan parts (fourteenth session; the alternatives tried
-# there were not adopted, see docs/benchmarks.md run 13). Steps (all by default, or those named):
+# there were not adopted, see docs/benchmarks-log.md run 13). Steps (all by default, or those named):
 #   parts    bench_train_parts.py without and with cudnn.benchmark (each part against its
 #            alternatives, eager and CUDA graph)
 #   tests    the GPU tests (graphed step == eager bit for bit, resume; conv; norms; losses)

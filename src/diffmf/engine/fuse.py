@@ -45,7 +45,7 @@ OOM_TILES = (1024, 512, 256, 128)
 # CUDA graphs only pay below this many (padded) pixels: there the GPU waits on the host's
 # launches (H100: 256x256 59 -> 15 ms, 512x512 60 -> 46 ms replayed); at 640x480 a replay
 # saved 4% and on TNO25 (11 sizes, fp32) the captures cost more than the replays saved
-# (docs/benchmarks.md).
+# (docs/benchmarks-log.md).
 GRAPH_MAX_PIXELS = 512 * 512
 GRAPH_EAGER_RUNS = 2  # eager calls per size before its capture: a size seen twice costs no capture
 # fuse_pairs reads this many pairs' image headers first, so that the kernels of all their sizes

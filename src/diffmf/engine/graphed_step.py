@@ -2,7 +2,7 @@
 
 Why: a training step of the paper preset issues a few thousand kernels (17 selective scans
 with about 37 Triton launches each, the layer norms, convolutions, the loss), and at 128x128
-crops the host cannot issue them as fast as the GPU runs them (docs/benchmarks.md: the step
+crops the host cannot issue them as fast as the GPU runs them (docs/benchmarks-log.md: the step
 took 244 / 235 / 220 ms at batch 16 / 8 / 4 against 165 ms of kernels). A CUDA graph records
 the launches once; each step then copies the batch into static inputs and replays.
 

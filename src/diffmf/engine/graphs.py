@@ -2,7 +2,7 @@
 
 At batch 1 the network launches several hundred kernels per pair (about 15 Triton launches per
 selective scan, 17 scans, plus the convolutions, norms and element-wise ops), and below
-~1 megapixel the GPU waits on the host issuing them (docs/benchmarks.md: 256x256 took as long
+~1 megapixel the GPU waits on the host issuing them (docs/benchmarks-log.md: 256x256 took as long
 as 512x512). A CUDA graph records the launches once and replays them with one call.
 
 :class:`GraphedCall` wraps ``fn(*tensors) -> tensor`` (run under ``torch.no_grad`` by the

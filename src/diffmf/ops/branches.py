@@ -11,7 +11,7 @@ same inputs as before: the results are bitwise the same (for the network's kerne
 float result depends on timing, such as a scan with decoupled look-back like ``cumsum``, would
 not be). Forked streams are captured by CUDA graphs as parallel branches of the graph. (The
 fused 2-D scan's two frames on streams of their own as well were measured and not kept:
-docs/benchmarks.md, run 17.)
+docs/benchmarks-log.md, run 17.)
 
 Used only where it is safe and pays: CUDA tensors and no autograd graph being recorded (the
 backward of a multi-stream forward would need its own care). Elsewhere, or when switched off
@@ -21,7 +21,7 @@ current stream.
 The price is memory. PyTorch's caching allocator keeps a separate cache per stream (a block
 freed by one stream is never handed to another), so every side stream ends up holding as much
 as the largest branch it ran: a fuse with side streams reserves 3.1-4.2x the memory of one in
-order (H100, eager float32: 28-29 KiB per pixel against 7.0-7.3; docs/benchmarks.md, run 18),
+order (H100, eager float32: 28-29 KiB per pixel against 7.0-7.3; docs/benchmarks-log.md, run 18),
 while the memory it *allocates* grows by only ~130 MiB. So side streams are used only for
 branches of at most :func:`branch_max_pixels` pixels: by default as many as keep that
 footprint within half of the GPU's memory (1.38 M pixels on an 80 GB H100, 0.42 M on a 24 GB

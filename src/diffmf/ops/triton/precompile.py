@@ -4,7 +4,7 @@ Triton compiles a kernel the first time it is launched with a new specialisation
 dtypes, pointer alignment, which integers are 1 or multiples of 16, the constexprs), one after
 the other on the calling thread. The network launches about 15 Triton kernels per selective
 scan over several feature-map shapes, so a first fuse on a new installation, or of an image
-size not seen before, waits on tens of compilations in a row (docs/benchmarks.md, "Compiling
+size not seen before, waits on tens of compilations in a row (docs/benchmarks-log.md, "Compiling
 the kernels").
 
 :func:`precompile` runs each of its calls once more, first:
@@ -21,7 +21,7 @@ the kernels").
    compiler). Triton releases the GIL in much of its lowering and the host compiler and
    ``ptxas`` are subprocesses, so these overlap; the Python parts of Triton's front end do not
    (the 18 kernels of a 640x480 fuse on a 16-core H100 host: 11.7-21.3 s one by one, 3.9-6.6 s
-   on 8 threads; docs/benchmarks.md). The kernels land in Triton's in-memory and on-disk caches
+   on 8 threads; docs/benchmarks-log.md). The kernels land in Triton's in-memory and on-disk caches
    under the keys the launches computed, so the real calls that follow compile nothing.
 
 Callers may describe each call (``markers``: the model, the input shape, the precision); after

@@ -51,7 +51,7 @@ MIN_SEGLEN = 128  # shortest segment on a GPU: fewer segments, less carry traffi
 # sweeps); 0, 1 or 2 forces that load schedule everywhere.
 INTERPRET_PREFETCH: Optional[int] = None
 SWEEPS = ("fwd_local", "fwd_out", "bwd_local", "bwd_fwd", "bwd_rev")
-# Measured on an H100 with Triton 3.6 (docs/benchmarks.md, run 15): the designed layout is
+# Measured on an H100 with Triton 3.6 (docs/benchmarks-log.md, run 15): the designed layout is
 # faster for these sweeps with float32 B / C, slower or equal for the others and with bf16.
 # The backward sweeps with their strides hidden as well (3 barriers per step instead of 12-15)
 # were slower in bf16 and no faster in float32 (run 16, commit c17fd14, reverted).
@@ -201,7 +201,7 @@ def _make_layout(
 ) -> Layout:
     """Lane layout of a sweep (see :mod:`.kernels`).
 
-    Defaults (measured, H100, 640x480 bf16: the layout sweeps of docs/benchmarks.md):
+    Defaults (measured, H100, 640x480 bf16: the layout sweeps of docs/benchmarks-log.md):
 
     * forward-type sweeps (``_fwd_local``, ``_fwd_out``, ``_bwd_local``): 2 channels x all
       states per lane, capped at 128 registers (4 programs per SM instead of 3 for
