@@ -33,6 +33,7 @@ from pathlib import Path
 
 import torch
 import triton
+from bench_model import time_ms  # this folder is on sys.path when run as a script
 from triton.experimental import gluon
 from triton.experimental.gluon import language as gl
 from triton.experimental.gluon.language.nvidia.hopper import mbarrier
@@ -223,17 +224,8 @@ def inputs(ch: int, L: int, G: int, N: int = 16, seed: int = 0, dtype: torch.dty
 
 
 def timed(fn, reps: int = 20, warmup: int = 3) -> float:
-    for _ in range(warmup):
-        fn()
-    ts = []
-    for _ in range(reps):
-        e0, e1 = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-        e0.record()
-        fn()
-        e1.record()
-        torch.cuda.synchronize()
-        ts.append(e0.elapsed_time(e1))
-    return statistics.median(ts)
+    """Median ms of ``reps`` calls (CUDA events) after ``warmup``."""
+    return statistics.median(time_ms(fn, reps, warmup))
 
 
 def diffmf_1d(u, dl, A2, B, C):
