@@ -309,6 +309,7 @@ def precompile(*calls: Callable[[], Any], threads: Optional[int] = None,
     why = unsupported()
     if why is not None:
         return PrecompileStats(skipped=why)
+    done_before = 0
     if markers is not None:
         if len(markers) != len(calls):
             raise ValueError(f"{len(markers)} markers for {len(calls)} calls")
@@ -317,8 +318,6 @@ def precompile(*calls: Callable[[], Any], threads: Optional[int] = None,
         if not todo:
             return PrecompileStats(threads=n, done_before=done_before)
         calls, markers = tuple(c for c, _ in todo), [m for _, m in todo]
-    else:
-        done_before = 0
     start = time.perf_counter()
     requests: Dict[Tuple[int, Any, str], Request] = {}
     for call in calls:
