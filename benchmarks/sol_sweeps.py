@@ -33,7 +33,7 @@ import shutil
 import statistics
 import subprocess
 from pathlib import Path
-from typing import Dict, List
+from typing import Dict, List, Tuple
 
 import torch
 from bench_model import time_ms  # this folder is on sys.path when run as a script
@@ -166,14 +166,19 @@ def reference(kind: str, A2: torch.Tensor, p: torch.Tensor, programs: int, S: in
     return y + ys + (h + acc + acc2 + gh).sum(-1)
 
 
-def measure(h: int, w: int, k: int, d: int, n: int, seg: int, warps: int, reps: int) -> List[Dict]:
-    """Times each kind on the shape; returns one row per kind."""
-    ch = k * d
-    L = h * w
-    programs = -(-L // seg)
+def make_inputs(ch: int, n: int) -> Tuple[torch.Tensor, torch.Tensor]:
+    """A2 = A log2(e) (ch, n) in [-11.7, -0.14] and the per-channel start values p (4, ch)."""
     gen = torch.Generator(device="cuda").manual_seed(0)
     A2 = -(torch.rand(ch, n, device="cuda", generator=gen) * 8 + 0.1) * 1.4426950408889634
     p = torch.rand(4, ch, device="cuda", generator=gen) * 0.05 + 0.005
+    return A2, p
+
+
+def measure(h: int, w: int, k: int, d: int, n: int, seg: int, warps: int, reps: int) -> List[Dict]:
+    """Times each kind on the shape; returns one row per kind."""
+    ch = k * d
+    programs = -(-h * w // seg)
+    A2, p = make_inputs(ch, n)
     out = torch.empty(programs, ch, device="cuda")
     elems = ch * n * programs * seg
     rows = []
@@ -190,11 +195,12 @@ def measure(h: int, w: int, k: int, d: int, n: int, seg: int, warps: int, reps: 
     return rows
 
 
-def busy_clock_mhz(A2: torch.Tensor, p: torch.Tensor, programs: int, seg: int, warps: int) -> str:
+def busy_clock_mhz(ch: int, n: int, programs: int, seg: int, warps: int) -> str:
     """The SM clock nvidia-smi reports while the GPU runs the exponential kernel back to back."""
     if shutil.which("nvidia-smi") is None:
         return "?"
-    out = torch.empty(programs, A2.shape[0], device="cuda")
+    A2, p = make_inputs(ch, n)
+    out = torch.empty(programs, ch, device="cuda")
     for _ in range(3000):  # the launch queue fills; ~1000 launches are still queued below
         run_sweep("exp", A2, p, out, seg, warps)
     q = subprocess.run(["nvidia-smi", "--query-gpu=clocks.sm", "--format=csv,noheader,nounits", "-i",
@@ -237,10 +243,7 @@ def main() -> None:
         print(f"{seg:>4} forward sweeps (local + out) {fwd:.3f} ms; backward sweeps (local + bwd_fwd + bwd_rev) {bwd:.3f} ms")
         result["runs"].append({"seg": seg, "rows": rows, "forward_ms": fwd, "backward_ms": bwd})
     seg0 = int(args.seg.split(",")[0])
-    gen = torch.Generator(device="cuda").manual_seed(1)
-    A2 = -(torch.rand(args.k * args.d, args.n, device="cuda", generator=gen) * 8 + 0.1)
-    p = torch.rand(4, args.k * args.d, device="cuda", generator=gen) * 0.05
-    result["busy_clock_mhz"] = busy_clock_mhz(A2, p, -(-h * w // seg0), seg0, args.warps)
+    result["busy_clock_mhz"] = busy_clock_mhz(args.k * args.d, args.n, -(-h * w // seg0), seg0, args.warps)
     print(f"SM clock while the exponential kernel runs back to back: {result['busy_clock_mhz']} MHz")
     if args.out:
         Path(args.out).mkdir(parents=True, exist_ok=True)
